@@ -1,0 +1,333 @@
+"""Run configuration: frozen dataclasses, the only home of defaults.
+
+A config is built from a preset name or a YAML file, then dotted `section.field=value` overrides, and is
+validated when constructed: a bad field raises `ConfigError` naming the field, the bad value and what is
+allowed. `None` in an algorithm field means "the method's default" (see `sdar.algorithms.methods`);
+`resolve()` fills those in so a saved config states every value the run used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says which and what to do."""
+
+
+def choice(default: Any, choices: tuple, help: str = "") -> Any:
+    return field(default=default, metadata={"choices": choices, "help": help})
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None, help: str = "") -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "help": help})
+
+
+class _Section:
+    """Validates the field metadata (choices, bounds) of a frozen dataclass section on construction."""
+
+    def __post_init__(self) -> None:
+        section = getattr(self, "_section", type(self).__name__)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(
+                    f"{section}.{f.name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}"
+                )
+            low, high = f.metadata.get("low"), f.metadata.get("high")
+            if low is not None and value < low or high is not None and value > high:
+                span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+                raise ConfigError(f"{section}.{f.name}={value!r} is out of range; it must lie in {span}")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    _section = "model"
+    # "smollm2-135m" = the embedded SmolLM2-135M-Instruct (offline); "tiny" = a random-init test model;
+    # anything else is a Hugging Face id or a local directory.
+    name: str = "smollm2-135m"
+    dtype: str = choice("fp32", ("fp32", "bf16"), "parameter dtype")
+    lora_rank: int = bounded(0, 0, help="0 = full fine-tuning; > 0 = LoRA adapters of this rank")
+    lora_alpha: int = bounded(32, 1)
+    lora_dropout: float = bounded(0.0, 0.0, 1.0)
+    lora_target_modules: str = "all-linear"
+    gradient_checkpointing: bool = False
+    cache_dir: str = ""  # "" = $SDAR_CACHE or ~/.cache/sdar (converted embedded model lives there)
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class EnvConfig(_Section):
+    _section = "env"
+    name: str = "alfworld-gen"
+    split: str = "train"
+    data_dir: str = ""  # "" = the env's own variable (e.g. $ALFWORLD_DATA)
+    max_turns: int = bounded(50, 1)
+    history_length: int = bounded(2, 0)
+    invalid_penalty: float = bounded(0.1, 0.0)
+    workers: int = bounded(1, 1, help="env worker processes")
+    step_timeout_s: float = bounded(60.0, 0.1)
+    options: dict = field(default_factory=dict)  # env-specific knobs, validated by the env itself
+
+
+@dataclass(frozen=True)
+class RolloutConfig(_Section):
+    _section = "rollout"
+    tasks_per_step: int = bounded(16, 1, help="B: distinct tasks per training step")
+    group_size: int = bounded(8, 1, help="G: episodes per task")
+    temperature: float = bounded(1.0, 0.0)
+    top_p: float = bounded(1.0, 0.0, 1.0)
+    max_new_tokens: int = bounded(512, 1)
+    max_prompt_tokens: int = bounded(2048, 16)
+    backend: str = choice("hf", ("hf", "vllm"))
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig(_Section):
+    _section = "algorithm"
+    method: str = choice("sdar", ("grpo", "sdar", "grpo_opsd", "opsd", "skill_sd", "rlsd", "skill_grpo"))
+    advantage: str = choice("grpo", ("grpo", "rloo"))
+    advantage_stats: str = choice("per_row", ("per_row", "per_episode"), "release default: per_row")
+    norm_by_std: bool = True
+    clip_low: float = bounded(0.2, 0.0)
+    clip_high: float = bounded(0.2, 0.0)
+    dual_clip: float = bounded(3.0, 1.0)
+    kl_estimator: str = choice("k3", ("k1", "k2", "k3"))
+    loss_aggregation: str = choice("token-mean", ("token-mean", "seq-mean-token-mean", "constant"))
+    loss_constant: float = bounded(512.0, 1e-9, help="normaliser of the 'constant' aggregation (Dr. GRPO)")
+    gate: str = choice("gap", ("gap", "entropy", "soft_or"))
+    # None = the method's default (sdar.algorithms.methods.METHODS); resolve() fills them in.
+    policy_coef: float | None = bounded(None, 0.0)
+    kl_coef: float | None = bounded(None, 0.0)
+    entropy_coef: float | None = bounded(None, 0.0)
+    distill_coef: float | None = bounded(None, 0.0, help="lambda of the distillation term")
+    beta: float | None = bounded(None, 0.0)
+    rlsd_lambda_start: float = bounded(0.5, 0.0, 1.0)
+    rlsd_decay_steps: int = bounded(100, 1)
+
+
+@dataclass(frozen=True)
+class TeacherConfig(_Section):
+    _section = "teacher"
+    placement: str = choice("prefix", ("prefix", "system"), "prefix = release-compatible raw text")
+    weights: str = choice("live", ("live", "base", "ema"))
+    ema_decay: float = bounded(0.99, 0.0, 1.0)
+    share_prefix: bool = True
+
+
+@dataclass(frozen=True)
+class TrainerConfig(_Section):
+    _section = "trainer"
+    steps: int = bounded(150, 0)
+    lr: float = bounded(1e-6, 0.0)
+    weight_decay: float = bounded(0.01, 0.0)
+    grad_clip: float = bounded(1.0, 0.0)
+    warmup_ratio: float = bounded(0.0, 0.0, 1.0)
+    mini_batch_rows: int = bounded(256, 1)
+    micro_batch_rows: int = bounded(4, 1)
+    ppo_epochs: int = bounded(1, 1)
+    autocast_bf16: bool = False
+    max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
+    save_every: int = bounded(10, 0)
+    eval_every: int = bounded(0, 0)
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    _section = "eval"
+    policy: str = choice("model", ("model", "expert", "random"))
+    split: str = "valid_seen"
+    num_tasks: int = bounded(0, 0, help="0 = the whole panel")
+    seeds: tuple = (0,)
+    temperature: float = bounded(0.4, 0.0)
+
+
+@dataclass(frozen=True)
+class Config(_Section):
+    _section = "config"
+    seed: int = 0
+    output_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the field's annotated type, or raise naming the field."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _coerce(value, hint, where)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r} must be true or false")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}={value!r} must be an integer")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}={value!r} must be a number")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}={value!r} must be a string")
+    if hint is tuple or origin is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        return (value,)
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{where}={value!r} must be a mapping")
+    return value
+
+
+def _unknown_key(cls: type, key: str, where: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {where}{key!r}{hint}; valid keys: {', '.join(names)}")
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a nested mapping, rejecting unknown keys and ill-typed values."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(cls, key, f"{where}." if where else "")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict:
+    """Plain nested dict (tuples as lists) for YAML/JSON."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`trainer.steps=10` -> (["trainer", "steps"], 10); values are read as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. trainer.steps=10)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: cannot read the value: {error}") from None
+    return key.strip().split("."), value
+
+
+def merge_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted overrides to a nested mapping (a copy); `env.options.x=1` reaches into dict fields."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def read_source(source: str) -> dict:
+    """A preset name or a YAML path -> its mapping (presets may name a `base:` preset to extend)."""
+    path = Path(source)
+    if not path.suffix and (PRESET_DIR / f"{source}.yaml").exists():
+        path = PRESET_DIR / f"{source}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"config {source!r} is neither a preset nor a YAML file; presets: {', '.join(preset_names())}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _deep_merge(read_source(str(base)), data)
+
+
+def _deep_merge(low: dict, high: dict) -> dict:
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(source: str | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Preset name / YAML path (or None for the defaults) + dotted overrides -> a validated, resolved Config."""
+    data = read_source(source) if source else {}
+    data = merge_overrides(data, list(overrides))
+    return resolve(from_dict(Config, data))
+
+
+def resolve(config: Config) -> Config:
+    """Fill every `None` algorithm field with the chosen method's default."""
+    from sdar.algorithms.methods import get_method
+
+    method = get_method(config.algorithm.method)
+    filled = {
+        name: getattr(method, name)
+        for name in ("policy_coef", "kl_coef", "entropy_coef", "distill_coef", "beta")
+        if getattr(config.algorithm, name) is None
+    }
+    return dataclasses.replace(config, algorithm=dataclasses.replace(config.algorithm, **filled))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,78 @@
+"""The TextEnv protocol every environment (ALFWorld, WebShop, Search-QA, yours) implements, and its registry.
+
+An env is a stateful text game: `reset(task_id)` starts one task, `step(action)` applies one action string
+(already extracted from the model's reply; an invalid reply is stepped as a no-op, spec §1). Everything that
+crosses the boundary is plain text plus the small records below, so envs can live in worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Task:
+    """One env instance. `task_type` is what skills are routed by (ALFWorld type, WebShop category, QA dataset)."""
+
+    task_id: str
+    task_type: str
+    goal: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the agent sees after reset/step. `admissible_actions` is None where the env has no such list."""
+
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+    won: bool = False
+    admissible_actions: tuple[str, ...] | None = None
+    info: dict = field(default_factory=dict)  # e.g. {"score": 0.8} or {"error": "engine crashed: ..."}
+
+
+@runtime_checkable
+class TextEnv(Protocol):
+    def task_ids(self, split: str) -> list[str]:
+        """Task ids of a split, in a fixed deterministic order."""
+
+    def reset(self, task_id: str) -> tuple[Task, StepResult]:
+        """Start `task_id`; returns the task and the first observation."""
+
+    def step(self, action: str) -> StepResult:
+        """Apply one action string; never raises on bad text (an unknown command is a no-op)."""
+
+    def expert_action(self) -> str | None:
+        """The next action of the env's expert, or None where there is no expert."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registry entry: how to build the env, and what it needs installed."""
+
+    name: str
+    factory: Callable[..., TextEnv]
+    description: str
+    requires: str = ""  # the pip extra, e.g. "alfworld"
+    check: Callable[[], str | None] = lambda: None  # returns why the env cannot run here, or None
+
+
+ENVS: dict[str, EnvSpec] = {}
+
+
+def register_env(spec: EnvSpec) -> EnvSpec:
+    if spec.name in ENVS:
+        raise ValueError(f"env {spec.name!r} is registered twice")
+    ENVS[spec.name] = spec
+    return spec
+
+
+def get_env_spec(name: str) -> EnvSpec:
+    if name not in ENVS:
+        raise KeyError(f"unknown env {name!r}; registered envs: {', '.join(sorted(ENVS)) or '(none)'}")
+    return ENVS[name]
