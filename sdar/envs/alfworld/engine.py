@@ -1,0 +1,93 @@
+"""One ALFWorld game file on the real engine (TextWorld's PDDL backend with alfworld's name demangling).
+
+This is the lowest layer: load a `game.tw-pddl`, reset, step a command, ask the planner for the rest of a
+solution. Official games (classic `put X in/on Y` grammar) and our generated games both run through it.
+Heavy imports (textworld, alfworld) happen on first use, with an error that names the extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TASK_TYPES = (
+    "pick_and_place_simple",
+    "look_at_obj_in_light",
+    "pick_clean_then_place_in_recep",
+    "pick_heat_then_place_in_recep",
+    "pick_cool_then_place_in_recep",
+    "pick_two_obj_and_place",
+)
+
+_WELCOME = re.compile(r"^\s*-= Welcome to TextWorld, ALFRED! =-\s*")
+_GOAL = re.compile(r"Your task is to:\s*(.+?)\s*$", re.DOTALL)
+
+
+def _import_engine():
+    try:
+        import textworld
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+    except ImportError as error:
+        raise ImportError(
+            f"the ALFWorld engine is not installed ({error}); install it with: pip install 'sdar[alfworld]'"
+        ) from None
+    return textworld, AlfredDemangler, AlfredInfos
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What one reset/step of the engine returned, already demangled and cleaned."""
+
+    observation: str
+    admissible_commands: tuple[str, ...]
+    won: bool
+
+
+def read_task_type(game_dir: str | Path) -> str:
+    """The ALFWorld task type of a game folder, from its traj_data.json."""
+    traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
+    task_type = traj.get("task_type")
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"{game_dir}: unknown task_type {task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+    return task_type
+
+
+def split_goal(observation: str) -> str:
+    """The goal sentence of a first observation ('Your task is to: put a mug in cabinet.')."""
+    match = _GOAL.search(observation)
+    return match.group(1).strip() if match else ""
+
+
+class AlfworldGame:
+    """A single loaded game. Not thread-safe; one per worker."""
+
+    def __init__(self, game_file: str | Path):
+        textworld, demangler, infos_wrapper = _import_engine()
+        self.game_file = str(game_file)
+        if not Path(self.game_file).is_file():
+            raise FileNotFoundError(f"no ALFWorld game file at {self.game_file}")
+        request = textworld.EnvInfos(won=True, admissible_commands=True, extras=["gamefile"])
+        self._env = textworld.start(self.game_file, request, wrappers=[demangler(), infos_wrapper])
+        self._pddl_env = self._env
+        while hasattr(self._pddl_env, "_wrapped_env"):
+            self._pddl_env = self._pddl_env._wrapped_env
+
+    def _state(self, game_state) -> EngineState:
+        observation = _WELCOME.sub("", game_state.feedback or "").strip()
+        return EngineState(observation, tuple(game_state.admissible_commands or ()), bool(game_state.won))
+
+    def reset(self) -> EngineState:
+        return self._state(self._env.reset())
+
+    def step(self, command: str) -> EngineState:
+        game_state, _, _ = self._env.step(command)
+        return self._state(game_state)
+
+    def plan(self) -> list[str]:
+        """The planner's remaining solution from the current state (fast-downward; may be slow on big games)."""
+        return list(self._pddl_env._pddl_state.replan(self._pddl_env._entity_infos) or [])
+
+    def close(self) -> None:
+        self._env.close()
