@@ -28,8 +28,15 @@ def choice(default: Any, choices: tuple, help: str = "") -> Any:
     return field(default=default, metadata={"choices": choices, "help": help})
 
 
-def bounded(default: Any, low: float | None = None, high: float | None = None, help: str = "") -> Any:
-    return field(default=default, metadata={"low": low, "high": high, "help": help})
+def bounded(
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    help: str = "",
+    above: float | None = None,
+) -> Any:
+    """A numeric field within [low, high]; `above` is a strict lower bound."""
+    return field(default=default, metadata={"low": low, "high": high, "above": above, "help": help})
 
 
 class _Section:
@@ -50,6 +57,9 @@ class _Section:
             if low is not None and value < low or high is not None and value > high:
                 span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
                 raise ConfigError(f"{section}.{f.name}={value!r} is out of range; it must lie in {span}")
+            above = f.metadata.get("above")
+            if above is not None and not value > above:
+                raise ConfigError(f"{section}.{f.name}={value!r} is out of range; it must be above {above}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,7 @@ class AlgorithmConfig(_Section):
     norm_by_std: bool = True
     clip_low: float = bounded(0.2, 0.0)
     clip_high: float = bounded(0.2, 0.0)
-    dual_clip: float = bounded(3.0, 1.0)
+    dual_clip: float | None = bounded(3.0, above=1.0, help="null disables the dual clip")
     kl_estimator: str = choice("k3", ("k1", "k2", "k3"))
     loss_aggregation: str = choice("token-mean", ("token-mean", "seq-mean-token-mean", "constant"))
     loss_constant: float = bounded(512.0, 1e-9, help="normaliser of the 'constant' aggregation (Dr. GRPO)")
@@ -256,6 +266,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"override {text!r}: cannot read the value: {error}") from None
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; users mean a number
+        try:
+            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            pass
     return key.strip().split("."), value
 
 

@@ -50,7 +50,9 @@ def read_task_type(game_dir: str | Path) -> str:
     traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
     task_type = traj.get("task_type")
     if task_type not in TASK_TYPES:
-        raise ValueError(f"{game_dir}: unknown task_type {task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+        raise ValueError(
+            f"{game_dir}: unknown task_type {task_type!r}; expected one of {', '.join(TASK_TYPES)}"
+        )
     return task_type
 
 

@@ -1,0 +1,95 @@
+"""The method table: each training method of the paper is one entry naming its terms and default numbers.
+
+Coefficients follow spec/method.md §3 and §6 (KL 0.01, entropy 0.001, λ = 0.01, β = 5.0). A new method is a
+new entry here; the trainer never branches on a method name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DISTILL_TERMS = (None, "sdar", "skill_sd")
+ADVANTAGE_SHAPINGS = (None, "rlsd")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Which loss terms a method uses and their default coefficients (overridable in AlgorithmConfig)."""
+
+    name: str
+    description: str
+    policy_coef: float = 1.0  # weight of the PPO-clip policy-gradient term
+    kl_coef: float = 0.01  # α_KL, KL to the reference model
+    entropy_coef: float = 0.001  # entropy bonus weight
+    distill: str | None = None  # None | "sdar" | "skill_sd"
+    distill_coef: float = 0.0  # λ of the distillation term
+    beta: float = 5.0  # gate sharpness β (used by the "sdar" term only)
+    advantage_shaping: str | None = None  # None | "rlsd"
+    student_sees_skills: bool = False  # the student's own prompt carries the skills (Skill-GRPO)
+
+    def __post_init__(self) -> None:
+        if self.distill not in DISTILL_TERMS:
+            raise ValueError(f"method {self.name!r}: distill={self.distill!r} not in {DISTILL_TERMS}")
+        if self.advantage_shaping not in ADVANTAGE_SHAPINGS:
+            shaping = self.advantage_shaping
+            raise ValueError(f"{self.name}: advantage_shaping={shaping!r} not in {ADVANTAGE_SHAPINGS}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """True when a term reads teacher_logprobs (a distillation term or RLSD shaping)."""
+        return self.distill is not None or self.advantage_shaping is not None
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            name="grpo",
+            description="GRPO backbone: PPO-clip on group-relative advantages + KL + entropy (spec §3)",
+        ),
+        MethodSpec(
+            name="sdar",
+            description="SDAR: GRPO + λ·token_mean(σ(βΔ)·(log π_T − log π_θ)), λ=0.01, β=5 (spec §3)",
+            distill="sdar",
+            distill_coef=0.01,
+        ),
+        MethodSpec(
+            name="grpo_opsd",
+            description="GRPO+OPSD: SDAR with β=0, so every gate is 0.5 (spec §3 baselines)",
+            distill="sdar",
+            distill_coef=0.01,
+            beta=0.0,
+        ),
+        MethodSpec(
+            name="opsd",
+            description="OPSD: the SDAR term without the policy-gradient term; KL and entropy stay (spec §3)",
+            policy_coef=0.0,
+            distill="sdar",
+            distill_coef=0.01,
+        ),
+        MethodSpec(
+            name="skill_sd",
+            description="Skill-SD: GRPO + 0.001·token_mean(ρ·k3) toward the skill-prompted teacher (spec §3)",
+            distill="skill_sd",
+            distill_coef=0.001,
+        ),
+        MethodSpec(
+            name="rlsd",
+            description="RLSD: GRPO with token advantages reweighted by the teacher, λ 0.5→0 (spec §3)",
+            advantage_shaping="rlsd",
+        ),
+        MethodSpec(
+            name="skill_grpo",
+            description="Skill-GRPO: GRPO where the student itself sees the skills in its prompt (spec §3)",
+            student_sees_skills=True,
+        ),
+    )
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    """The MethodSpec called `name`; raises KeyError listing the valid names."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None

@@ -1,0 +1,123 @@
+"""The `sdar` command line. Each subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from sdar.config import ConfigError, load_config, preset_names, to_dict
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", nargs="?", default=None, help=f"preset ({', '.join(preset_names())}) or YAML"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.steps=10"
+    )
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the fully resolved config (defaults + preset/YAML + overrides) as YAML."""
+    import yaml
+
+    config = load_config(args.config, args.overrides)
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Load a model (default: the embedded SmolLM2-135M-Instruct, offline) and answer one chat prompt."""
+    from sdar.models import generate_chat, load_model
+
+    overrides = [f"model.name={args.model}", f"model.dtype={args.dtype}"]
+    config = load_config(None, overrides)
+    started = time.perf_counter()
+    model, tokenizer = load_model(config.model)
+    loaded = time.perf_counter()
+    reply = generate_chat(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
+    done = time.perf_counter()
+    print(reply)
+    print(
+        f"[model {config.model.name}: loaded in {loaded - started:.1f} s, replied in {done - loaded:.1f} s]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    """List registered environments and whether each can run here."""
+    from sdar.envs import ENVS
+
+    for name, spec in sorted(ENVS.items()):
+        problem = spec.check()
+        status = "ready" if problem is None else f"not ready: {problem}"
+        extra = f" [extra: {spec.requires}]" if spec.requires else ""
+        print(f"{name:16s} {spec.description}{extra}\n{'':16s} {status}")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Play one task of an env in the terminal, seeing exactly what the model sees."""
+    from sdar.envs import make_env
+    from sdar.envs.play import play
+
+    config = load_config(args.config, [f"env.name={args.env}", *args.overrides])
+    env = make_env(config.env)
+    try:
+        task_ids = env.task_ids(args.split or config.env.split)
+        if not task_ids:
+            raise ConfigError(f"env {args.env!r} has no tasks in split {args.split or config.env.split!r}")
+        task_id = task_ids[args.task % len(task_ids)] if args.task_id is None else args.task_id
+        play(env, task_id)
+    finally:
+        env.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdar", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="print the resolved config")
+    _config_arguments(config)
+    config.set_defaults(run=cmd_config)
+
+    chat = commands.add_parser(
+        "chat", help="one chat reply from a model (default: embedded SmolLM2, offline)"
+    )
+    chat.add_argument("prompt", help="the user message")
+    chat.add_argument("--model", default="smollm2-135m", help="smollm2-135m | tiny | HF id | local dir")
+    chat.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.set_defaults(run=cmd_chat)
+
+    envs = commands.add_parser("envs", help="list the registered environments")
+    envs.set_defaults(run=cmd_envs)
+
+    play = commands.add_parser("play", help="play a task of an env in the terminal")
+    play.add_argument("env", help="env name, e.g. alfworld-gen or alfworld")
+    play.add_argument("--split", default=None)
+    play.add_argument("--task", type=int, default=0, help="index of the task in the split")
+    play.add_argument("--task-id", default=None, help="an explicit task id (overrides --task)")
+    play.add_argument("--config", default=None, help="preset or YAML for env settings")
+    play.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    play.set_defaults(run=cmd_play)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, KeyError, FileNotFoundError, ImportError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"sdar {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

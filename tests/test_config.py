@@ -1,0 +1,125 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from sdar.config import (
+    Config,
+    ConfigError,
+    load_config,
+    merge_overrides,
+    parse_override,
+    preset_names,
+    save_config,
+    to_dict,
+)
+
+
+def test_defaults_are_the_paper_alfworld_settings():
+    config = load_config()
+    assert config.algorithm.method == "sdar"
+    assert config.algorithm.advantage_stats == "per_row"
+    assert config.rollout.group_size == 8
+    assert config.trainer.lr == 1e-6
+    assert config.env.history_length == 2
+
+
+def test_resolve_fills_method_defaults():
+    config = load_config()
+    algorithm = config.algorithm
+    assert (algorithm.beta, algorithm.distill_coef, algorithm.kl_coef, algorithm.entropy_coef) == (
+        5.0,
+        0.01,
+        0.01,
+        0.001,
+    )
+    assert load_config(None, ["algorithm.method=grpo_opsd"]).algorithm.beta == 0.0
+    assert load_config(None, ["algorithm.method=opsd"]).algorithm.policy_coef == 0.0
+    # an explicit value wins over the method default
+    assert load_config(None, ["algorithm.method=grpo_opsd", "algorithm.beta=2"]).algorithm.beta == 2.0
+
+
+def test_dotted_overrides_are_typed():
+    config = load_config(
+        "smoke", ["trainer.steps=10", "trainer.lr=3e-4", "model.gradient_checkpointing=true"]
+    )
+    assert config.trainer.steps == 10 and isinstance(config.trainer.steps, int)
+    assert config.trainer.lr == 3e-4
+    assert config.model.gradient_checkpointing is True
+    assert config.model.name == "tiny"  # from the preset
+
+
+def test_env_options_reach_into_the_dict():
+    config = load_config(None, ["env.options.num_objects=4", "env.options.room=kitchen"])
+    assert config.env.options == {"num_objects": 4, "room": "kitchen"}
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("algorithm.method=ppo", "algorithm.method='ppo' is not valid; choose one of: grpo, sdar"),
+        ("algorithm.gate=cosine", "algorithm.gate='cosine' is not valid"),
+        ("model.dtype=fp16", "model.dtype='fp16' is not valid; choose one of: fp32, bf16"),
+        ("trainer.steps=-1", "trainer.steps=-1 is out of range"),
+        ("rollout.top_p=1.5", "rollout.top_p=1.5 is out of range; it must lie in [0.0, 1.0]"),
+        ("trainer.steps=ten", "trainer.steps='ten' must be an integer"),
+        ("model.gradient_checkpointing=maybe", "must be true or false"),
+        ("trainer.stepz=3", "unknown config key trainer.'stepz' (did you mean 'steps'?)"),
+        ("traner.steps=3", "unknown config key 'traner' (did you mean 'trainer'?)"),
+        ("trainer.steps", "must look like section.field=value"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_choices(override, fragment):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert fragment in str(error.value)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="neither a preset nor a YAML file; presets: .*smoke"):
+        load_config("no-such-preset")
+
+
+def test_yaml_round_trip(tmp_path):
+    config = load_config("smoke", ["algorithm.method=rlsd", "env.options.size=2"])
+    path = tmp_path / "config.yaml"
+    save_config(config, path)
+    again = load_config(str(path))
+    assert again == config
+    assert yaml.safe_load(path.read_text())["algorithm"]["beta"] == 5.0  # resolved values are saved
+
+
+def test_yaml_base_preset_is_extended(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: smoke\ntrainer:\n  steps: 7\n")
+    config = load_config(str(path))
+    assert config.trainer.steps == 7
+    assert config.model.name == "tiny"  # from the base preset
+    assert config.rollout.group_size == 2  # sibling fields of the section are kept
+
+
+def test_every_preset_loads():
+    assert {"smoke", "quickstart"} <= set(preset_names())
+    for name in preset_names():
+        assert isinstance(load_config(name), Config)
+
+
+def test_configs_are_frozen():
+    config = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.trainer.steps = 3
+
+
+def test_parse_override_reads_yaml_scalars():
+    assert parse_override("a.b=1e-3") == (["a", "b"], 1e-3)
+    assert parse_override("a.b=[0, 1]") == (["a", "b"], [0, 1])
+    assert parse_override("a.b=") == (["a", "b"], "")
+    assert merge_overrides({"a": {"c": 1}}, ["a.b=2"]) == {"a": {"c": 1, "b": 2}}
+    with pytest.raises(ConfigError, match="'a' is a value, not a section"):
+        merge_overrides({"a": 1}, ["a.b=2"])
+
+
+def test_to_dict_is_plain_data():
+    data = to_dict(load_config(None, ["eval.seeds=[0, 1, 2]"]))
+    assert data["eval"]["seeds"] == [0, 1, 2]
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
