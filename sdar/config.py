@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "configs"
+_SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -51,7 +53,8 @@ class _Section:
             choices = f.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(
-                    f"{section}.{f.name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}"
+                    f"{section}.{f.name}={value!r} is not valid; "
+                    f"choose one of: {', '.join(map(str, choices))}"
                 )
             low, high = f.metadata.get("low"), f.metadata.get("high")
             if low is not None and value < low or high is not None and value > high:
@@ -266,11 +269,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"override {text!r}: cannot read the value: {error}") from None
-    if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; users mean a number
-        try:
-            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
-        except ValueError:
-            pass
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string; users mean a number
     return key.strip().split("."), value
 
 
@@ -325,7 +325,7 @@ def _deep_merge(low: dict, high: dict) -> dict:
 
 
 def load_config(source: str | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Preset name / YAML path (or None for the defaults) + dotted overrides -> a validated, resolved Config."""
+    """Preset name / YAML path (or None: the defaults) + dotted overrides -> a validated, resolved Config."""
     data = read_source(source) if source else {}
     data = merge_overrides(data, list(overrides))
     return resolve(from_dict(Config, data))

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class Task:
-    """One env instance. `task_type` is what skills are routed by (ALFWorld type, WebShop category, QA dataset)."""
+    """One env instance; skills are routed by `task_type` (ALFWorld type, WebShop category, QA dataset)."""
 
     task_id: str
     task_type: str

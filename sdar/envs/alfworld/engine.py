@@ -88,7 +88,7 @@ class AlfworldGame:
         return self._state(game_state)
 
     def plan(self) -> list[str]:
-        """The planner's remaining solution from the current state (fast-downward; may be slow on big games)."""
+        """The planner's remaining solution from the current state (fast-downward; slow on a few games)."""
         return list(self._pddl_env._pddl_state.replan(self._pddl_env._entity_infos) or [])
 
     def close(self) -> None:
