@@ -1,8 +1,9 @@
-"""Model layer: load model + tokenizer (embedded SmolLM2, tiny test model, HF id, local folder), token log-probs.
+"""Model layer: load a model + tokenizer (embedded SmolLM2, tiny test model, HF id, folder); token log-probs.
 
-    from sdar.models import load_model, token_logprobs, generate_chat
+Usage:
     model, tokenizer = load_model(ModelConfig(name="smollm2-135m"))
-    logprobs, entropy = token_logprobs(model, input_ids, attention_mask, start=prompt_length, with_entropy=True)
+    logprobs, entropy = token_logprobs(model, input_ids, attention_mask, start=prompt_length)
+    reply = generate_chat(model, tokenizer, "What is the capital of France?")
 """
 
 from sdar.models.chat import generate_chat

@@ -1,0 +1,160 @@
+"""`load_model(config)`: one entry point for the embedded SmolLM2, the tiny test model, HF ids and folders.
+
+Order of preparation: weights in the chosen dtype -> device -> gradient checkpointing -> LoRA adapters, and a
+tokenizer with a pad token, `padding_side="left"` (what batched generation needs; training code that wants
+right padding sets it itself) and a chat template. Nothing is downloaded unless the caller allows it: a
+Hugging Face id that is not in the local cache fails at once with a message saying what to use instead,
+rather than retrying the network for ~50 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from sdar.config import ConfigError, ModelConfig
+from sdar.models.embedded import embedded_model_dir
+from sdar.models.tiny import CHATML_TEMPLATE, build_tiny_model, build_tiny_tokenizer
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_NAMES = ("smollm2-135m", "smollm2-135m-instruct")
+TINY_NAME = "tiny"
+BUILT_IN_NAMES = (*EMBEDDED_NAMES, TINY_NAME)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+class ModelUnavailableError(ConfigError):
+    """`model.name` names a model that cannot be loaded here (not cached, offline, or no such folder)."""
+
+
+def load_model(config: ModelConfig, *, device=None, allow_download: bool = False):
+    """ModelConfig -> (model in eval mode, tokenizer); the model is a PeftModel when `lora_rank > 0`.
+
+    device: None keeps the weights on the CPU; anything `torch.device` accepts moves them there.
+    allow_download: let transformers fetch a Hugging Face id missing from the local cache (never in tests).
+    """
+    dtype = DTYPES[config.dtype]
+    if config.name in EMBEDDED_NAMES:
+        model, tokenizer = _from_directory(
+            embedded_model_dir(config.cache_dir), dtype, config.trust_remote_code
+        )
+    elif config.name == TINY_NAME:
+        model, tokenizer = build_tiny_model(seed=0).to(dtype), build_tiny_tokenizer()
+    else:
+        model, tokenizer = _from_name(config.name, dtype, config.trust_remote_code, allow_download)
+    prepare_tokenizer(tokenizer, model)
+    if device is not None:
+        model = model.to(device)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, with_lora=config.lora_rank > 0)
+    if config.lora_rank > 0:
+        model = add_lora(model, config)
+    return model, tokenizer
+
+
+def _from_directory(directory: Path, dtype: torch.dtype, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), **options)
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **options)
+    return model.eval(), tokenizer
+
+
+def _from_name(name: str, dtype: torch.dtype, trust_remote_code: bool, allow_download: bool):
+    """A local folder, or a Hugging Face id read from the local cache (downloaded only if allowed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _from_directory(path, dtype, trust_remote_code)
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ModelUnavailableError(
+            f"model.name={name!r} looks like a folder but no such folder exists; "
+            f"give an existing model folder, or model.name=smollm2-135m for the embedded model"
+        )
+    offline = _offline()
+    local_only = offline or not allow_download
+    options = dict(local_files_only=local_only, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **options)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **options)
+    except OSError:  # transformers' way of saying the files are not available locally
+        if not local_only:
+            raise
+        reason = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if offline else "allow_download=False"
+        raise ModelUnavailableError(
+            f"model.name={name!r} is not in the local Hugging Face cache, and models cannot be downloaded "
+            f"here ({reason}). Use a local model folder (model.name=/path/to/model, e.g. made elsewhere with "
+            f"`hf download {name} --local-dir DIR`) or a built-in model: "
+            f"{', '.join(BUILT_IN_NAMES)} (smollm2-135m is the embedded SmolLM2-135M-Instruct)"
+        ) from None
+    return model.eval(), tokenizer
+
+
+def _offline() -> bool:
+    return any(os.environ.get(flag, "").lower() in ("1", "true", "yes", "on") for flag in _OFFLINE_FLAGS)
+
+
+_OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def prepare_tokenizer(tokenizer, model) -> None:
+    """Pad token (eos if absent), left padding, chat template (ChatML if absent); mirrored into generation."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelUnavailableError("the tokenizer has neither a pad nor an eos token; cannot batch")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if not getattr(tokenizer, "chat_template", None):
+        logger.warning("the tokenizer has no chat template; using ChatML (<|im_start|>role ... <|im_end|>)")
+        tokenizer.chat_template = CHATML_TEMPLATE
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        if generation.pad_token_id is None:
+            generation.pad_token_id = tokenizer.pad_token_id
+        if generation.eos_token_id is None:
+            generation.eos_token_id = tokenizer.eos_token_id
+
+
+def enable_gradient_checkpointing(model, *, with_lora: bool) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer, KV cache off while training.
+
+    With frozen base weights (LoRA) the embedding output is made to require grad as well, which the
+    reentrant checkpoint variant needs and the non-reentrant one tolerates.
+    """
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+    model.config.use_cache = False  # generation passes use_cache=True explicitly (see sdar.models.chat)
+    if with_lora:
+        model.enable_input_require_grads()
+
+
+def add_lora(model, config: ModelConfig):
+    """Wrap in a peft LoRA model: only adapters train; `with model.disable_adapter():` runs the base model."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = config.lora_target_modules.strip()
+    if targets != "all-linear":
+        targets = [name.strip() for name in targets.split(",") if name.strip()]
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        with warnings.catch_warnings():  # peft 0.21 still reads transformers' deprecated checkpointing flag
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, lora)
+    except ValueError as error:
+        raise ConfigError(f"model.lora_target_modules={config.lora_target_modules!r}: {error}") from None
