@@ -51,13 +51,29 @@ class TextEnv(Protocol):
     def close(self) -> None: ...
 
 
+class ParsedReply(Protocol):
+    """What an env's reply parser returns: the action to step and whether the reply was well-formed."""
+
+    action: str
+    valid: bool
+    reason: str
+
+
 @dataclass(frozen=True)
 class EnvSpec:
-    """A registry entry: how to build the env, and what it needs installed."""
+    """A registry entry: how to build the env, how the agent talks to it, and what it needs installed.
+
+    build_prompt(task, observation, admissible_actions, history_pairs, step_count, history_length, *,
+    budget=None, measure=len) -> the user message; parse_reply(text) -> ParsedReply; generation stops at
+    any of `stop_strings` (the closing action tag), which stay part of the response.
+    """
 
     name: str
     factory: Callable[..., TextEnv]
     description: str
+    build_prompt: Callable[..., str]
+    parse_reply: Callable[[str], ParsedReply]
+    stop_strings: tuple[str, ...] = ()
     requires: str = ""  # the pip extra, e.g. "alfworld"
     check: Callable[[], str | None] = lambda: None  # returns why the env cannot run here, or None
 
