@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from sdar.config import ConfigError, load_config, preset_names, to_dict
 
@@ -77,6 +78,54 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(config, output: str | None, name: str) -> Path:
+    if output:
+        return Path(output)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(config.output_dir) / f"{name}-{config.algorithm.method}-{stamp}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train with the configured method (spec §5); `--resume DIR` continues a killed or finished run."""
+    from sdar.config import load_config as load
+    from sdar.training.progress import TrainingProgress
+    from sdar.training.trainer import Trainer
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
+        config = load(
+            str(run_dir / "config.yaml"),
+            args.overrides if args.config is None else [args.config, *args.overrides],
+        )
+    else:
+        if args.config is None:
+            raise ConfigError(
+                f"sdar train needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file)"
+            )
+        config = load_config(args.config, args.overrides)
+        run_dir = _run_dir(config, args.output, Path(args.config).stem)
+    trainer = Trainer(config, run_dir, resume=bool(args.resume))
+    try:
+        with TrainingProgress(config.trainer.steps, trainer.start_step) as progress:
+            trainer.progress = progress
+            history = trainer.train()
+    finally:
+        trainer.close()
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    print(f"run directory: {run_dir}")
+    if history:
+        won_before, won_after = first.get("train/won_rate", 0), last.get("train/won_rate", 0)
+        valid = last.get("train/valid_action_ratio", 0)
+        print(f"steps {first['step']}..{last['step']}: train won rate {won_before:.2f} -> {won_after:.2f}")
+        print(f"final valid action ratio {valid:.2f}")
+        if "distill/gate_mean" in last:
+            gate, gap = last["distill/gate_mean"], last.get("distill/gap_mean", 0)
+            print(f"last gate mean {gate:.3f}, gap mean {gap:+.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdar", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=64)
     chat.set_defaults(run=cmd_chat)
 
+    train = commands.add_parser("train", help="train a policy (SDAR or a baseline)")
+    _config_arguments(train)
+    train.add_argument(
+        "--output", default=None, help="run directory (default: output_dir/<config>-<method>-<time>)"
+    )
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.set_defaults(run=cmd_train)
+
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(run=cmd_envs)
 
@@ -110,7 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may follow options: `--output DIR a.b=1`
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
     except (ConfigError, KeyError, FileNotFoundError, ImportError) as error:

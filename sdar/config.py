@@ -90,7 +90,7 @@ class EnvConfig(_Section):
     max_turns: int = bounded(50, 1)
     history_length: int = bounded(2, 0)
     invalid_penalty: float = bounded(0.1, 0.0)
-    workers: int = bounded(1, 1, help="env worker processes")
+    workers: int = bounded(1, 0, help="env worker processes (0 = in the trainer's process, no hang guard)")
     step_timeout_s: float = bounded(60.0, 0.1)
     options: dict = field(default_factory=dict)  # env-specific knobs, validated by the env itself
 
@@ -138,6 +138,7 @@ class TeacherConfig(_Section):
     weights: str = choice("live", ("live", "base", "ema"))
     ema_decay: float = bounded(0.99, 0.0, 1.0)
     share_prefix: bool = True
+    score_always: bool = False  # also score the teacher for methods that do not use it (gap diagnostics)
 
 
 @dataclass(frozen=True)

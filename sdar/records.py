@@ -30,6 +30,7 @@ class Turn:
     valid: bool
     invalid_reason: str = ""
     sampling_logprobs: list[float] | None = None  # the generator's own log-probs of response_ids
+    finish_reason: str = ""  # why generation ended: "eos", "stop" (stop string) or "length" (cut off)
     env_reward: float = 0.0
     observation_after: str = ""
     reward: float = 0.0  # the row's training reward: episode return − penalty if this turn was invalid

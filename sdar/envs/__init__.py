@@ -1,0 +1,82 @@
+"""Environments: the TextEnv protocol, the registry, and the envs this package ships.
+
+spec = get_env_spec("alfworld-gen")
+env = make_env(config.env)                 # one env in this process
+factory = env_factory(config.env)          # picklable zero-argument factory, for EnvPool workers
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sdar.envs.alfworld.engine import TASK_TYPES
+from sdar.envs.alfworld.generated import make_generated_env
+from sdar.envs.alfworld.prompts import build_alfworld_prompt
+from sdar.envs.base import ENVS, EnvSpec, StepResult, Task, TextEnv, get_env_spec, register_env
+from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
+from sdar.rollout.parsing import parse_action_reply
+
+ACTION_STOP = ("</action>",)
+
+register_env(
+    EnvSpec(
+        name="alfworld",
+        factory=make_alfworld_env,
+        description="ALFWorld household text games, official json_2.1.1 splits (train, valid_seen, ...)",
+        build_prompt=build_alfworld_prompt,
+        parse_reply=parse_action_reply,
+        stop_strings=ACTION_STOP,
+        skill_library="alfworld",
+        task_types=TASK_TYPES,
+        requires="alfworld",
+        check=check_alfworld,
+    )
+)
+register_env(
+    EnvSpec(
+        name="alfworld-gen",
+        factory=make_generated_env,
+        description="generated ALFWorld games on the real engine, no data needed (splits train, valid, test)",
+        build_prompt=build_alfworld_prompt,
+        parse_reply=parse_action_reply,
+        stop_strings=ACTION_STOP,
+        skill_library="alfworld",
+        task_types=TASK_TYPES,
+        requires="alfworld",
+        check=alfworld_engine_missing,
+    )
+)
+
+
+def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
+    spec = get_env_spec(env_config.name)
+    if spec.name == "alfworld-gen":
+        return spec, {"options": dict(env_config.options)}
+    return spec, {"data_dir": env_config.data_dir or None, **dict(env_config.options)}
+
+
+def env_factory(env_config) -> partial:
+    """A picklable zero-argument factory of the configured env (fails early if it cannot run here)."""
+    spec, arguments = _factory_arguments(env_config)
+    problem = spec.check()
+    if problem is not None:
+        raise ImportError(f"env {spec.name!r} cannot run here: {problem}")
+    return partial(spec.factory, **arguments)
+
+
+def make_env(env_config) -> TextEnv:
+    """One env instance in this process."""
+    return env_factory(env_config)()
+
+
+__all__ = [
+    "ENVS",
+    "EnvSpec",
+    "StepResult",
+    "Task",
+    "TextEnv",
+    "env_factory",
+    "get_env_spec",
+    "make_env",
+    "register_env",
+]

@@ -74,6 +74,8 @@ class EnvSpec:
     build_prompt: Callable[..., str]
     parse_reply: Callable[[str], ParsedReply]
     stop_strings: tuple[str, ...] = ()
+    skill_library: str = ""  # the skill library's name (sdar.skills); "" = the env's own name
+    task_types: tuple[str, ...] = ()  # every task type the router knows; () = unknown (reserve for all skills)
     requires: str = ""  # the pip extra, e.g. "alfworld"
     check: Callable[[], str | None] = lambda: None  # returns why the env cannot run here, or None
 

@@ -1,0 +1,94 @@
+"""ALFWorld env stepping throughput: one process vs an EnvPool with W workers (same episodes, same actions).
+
+    ALFWORLD_DATA=../shared/data/alfworld python benchmarks/alfworld_env.py --slots 8 --rounds 40
+
+Each mode resets the same `--slots` games (valid_seen, in listing order) and steps them for `--rounds` rounds
+with a seeded random-admissible policy through `step_many`, so every mode executes identical commands (the
+step results are checked equal). Reported: reset time (game loading, parallel across workers) and env steps
+per second over the stepping rounds. Other jobs on the machine share the cores: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+from sdar.envs.alfworld.env import AlfworldEnv
+from sdar.envs.policies import RandomAdmissiblePolicy
+from sdar.envs.pool import EnvPool
+
+
+def measure(
+    factory, task_ids: list[str], warmup_ids: list[str], workers: int, rounds: int, seed: int
+) -> dict:
+    with EnvPool(factory, num_slots=len(task_ids), num_workers=workers, timeout_s=600) as pool:
+        # start the workers and import the engine before timing, on other games (no cached load to reuse)
+        pool.reset_many([(slot, warmup_ids[slot]) for slot in range(max(1, pool.num_workers))])
+        started = time.perf_counter()
+        first = pool.reset_many(list(enumerate(task_ids)))
+        reset_s = time.perf_counter() - started
+        policy = RandomAdmissiblePolicy(seed)
+        tasks = [task for task, _ in first]
+        latest = [result for _, result in first]
+        trace, steps = [], 0
+        started = time.perf_counter()
+        for _ in range(rounds):
+            live = [slot for slot, result in enumerate(latest) if not result.done]
+            if not live:
+                break
+            actions = [(slot, policy.act(tasks[slot], latest[slot], [])) for slot in live]
+            for (slot, _), result in zip(actions, pool.step_many(actions), strict=True):
+                latest[slot] = result
+                trace.append((slot, result.observation, result.won))
+            steps += len(live)
+        step_s = time.perf_counter() - started
+    return {"reset_s": reset_s, "steps": steps, "step_s": step_s, "trace": trace}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="default: $ALFWORLD_DATA")
+    parser.add_argument("--split", default="valid_seen")
+    parser.add_argument("--slots", type=int, default=8, help="episodes stepped together (one game each)")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--workers", default="0,1,2", help="modes to compare; 0 = in this process")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    factory = functools.partial(AlfworldEnv, args.data_dir, plan_cache_dir="")
+    listed = AlfworldEnv(args.data_dir).task_ids(args.split)
+    task_ids, warmup_ids = listed[: args.slots], listed[args.slots :][::-1]
+    print(
+        f"{len(task_ids)} episodes x {args.rounds} rounds, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} before the run"
+    )
+    results, reference = {}, None
+    for workers in (int(w) for w in args.workers.split(",")):
+        result = measure(factory, task_ids, warmup_ids, workers, args.rounds, args.seed)
+        reference = reference or result["trace"]
+        same = result["trace"] == reference
+        results[workers] = result
+        label = "1 process (in-process)" if workers == 0 else f"{workers} worker process(es)"
+        rate = result["steps"] / result["step_s"]
+        print(
+            f"{label:26s} reset {len(task_ids)} games {result['reset_s']:6.2f} s | "
+            f"{result['steps']} steps in {result['step_s']:6.2f} s = {rate:6.1f} steps/s | "
+            f"same results as the first mode: {same}"
+        )
+    base = results.get(0) or results[min(results)]
+    for workers, result in results.items():
+        if result is not base:
+            step_speedup = (result["steps"] / result["step_s"]) / (base["steps"] / base["step_s"])
+            print(
+                f"speed-up of {workers} worker(s) over the first mode: steps {step_speedup:.2f}x, "
+                f"resets {base['reset_s'] / result['reset_s']:.2f}x"
+            )
+    print(f"load average {os.getloadavg()[0]:.2f} after the run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

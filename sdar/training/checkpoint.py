@@ -1,0 +1,110 @@
+"""Checkpoints that survive a kill at any moment.
+
+Layout of a run directory:
+    checkpoints/step_000010/   trainable weights (safetensors), optimizer + scheduler + RNG + trainer state
+    checkpoints/latest         the name of the newest COMPLETE checkpoint (replaced atomically)
+A checkpoint is written into a temporary folder, fsynced, renamed into place, and only then named in
+`latest`; a kill during saving leaves the previous `latest` intact and a stray temporary folder that the
+next save removes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "trainable.safetensors"
+STATE = "state.pt"
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The parameters that training changes (LoRA adapters, or every weight in full fine-tuning)."""
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, trainer_state: dict) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    for stray in root.glob(".tmp-*"):
+        shutil.rmtree(stray, ignore_errors=True)
+    final = root / f"step_{step:06d}"
+    staging = root / f".tmp-step_{step:06d}"
+    staging.mkdir()
+    save_file(trainable_state(model), staging / WEIGHTS)
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "trainer": trainer_state,
+        },
+        staging / STATE,
+    )
+    for file in staging.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, root / "latest")
+    _fsync_dir(root)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None when it has none."""
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    if not (path / WEIGHTS).exists() or not (path / STATE).exists():
+        raise FileNotFoundError(
+            f"{pointer} names {path.name}, which is incomplete; the run directory is damaged"
+        )
+    return path
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG in place; returns the saved trainer state (with step)."""
+    weights = load_file(Path(path) / WEIGHTS)
+    parameters = dict(model.named_parameters())
+    missing = [name for name in weights if name not in parameters]
+    if missing:
+        raise ValueError(
+            f"checkpoint {path} has weights this model lacks (e.g. {missing[0]}); wrong model/LoRA?"
+        )
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+    state = torch.load(Path(path) / STATE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return {"step": state["step"], **state["trainer"]}

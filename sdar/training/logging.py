@@ -1,0 +1,91 @@
+"""Run logging: one JSON line per step in metrics.jsonl, sample episodes in samples.jsonl, optional
+TensorBoard (if the `tensorboard` package is installed) and wandb (if enabled and installed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class StepTimer:
+    """Named wall-clock timers for one step: `with timer("rollout"): ...` -> {"time/rollout_s": ...}."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[f"time/{name}_s"] = self.seconds.get(f"time/{name}_s", 0.0) + (
+                time.perf_counter() - started
+            )
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep the fact visible
+    return value
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, wandb_project: str = "", config: dict):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.samples_path = self.run_dir / "samples.jsonl"
+        self._tensorboard = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:
+                self._tensorboard = None
+        self._wandb = None
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                raise ImportError(
+                    "logging.wandb_project is set but wandb is not installed: pip install wandb"
+                ) from None
+            self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.run_dir))
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop lines of steps after the checkpoint (they will be recomputed identically)."""
+        for path in (self.metrics_path, self.samples_path):
+            if not path.exists():
+                continue
+            kept = [
+                line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+            ]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def log_step(self, metrics: dict) -> None:
+        line = json.dumps({key: _finite(value) for key, value in metrics.items()})
+        with open(self.metrics_path, "a") as handle:
+            handle.write(line + "\n")
+        step = metrics["step"]
+        if self._tensorboard is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self._tensorboard.add_scalar(key, value, step)
+            self._tensorboard.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    def log_samples(self, step: int, samples: list[dict]) -> None:
+        with open(self.samples_path, "a") as handle:
+            for sample in samples:
+                handle.write(json.dumps({"step": step, **sample}) + "\n")
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,174 @@
+"""What a training run holds besides the optimiser: env workers, the generation backend, the task sampler,
+the teacher's weights, and the fixed validation panel. The trainer calls it once per line of spec §5."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from sdar.algorithms import get_method
+from sdar.config import Config
+from sdar.envs import env_factory, get_env_spec
+from sdar.envs.pool import EnvPool
+from sdar.models.generation import HFBackend
+from sdar.records import Batch, Episode, Turn
+from sdar.rollout.engine import RolloutSettings, collect_episodes
+from sdar.skills import teacher_context
+from sdar.teacher import TeacherWeights, skill_token_reserve, student_prompt_budget, teacher_logprobs
+
+
+def sample_tasks(task_ids: list[str], step: int, count: int, seed: int) -> list[str]:
+    """The B tasks of a step: walk a seeded permutation of the split, reshuffled every epoch (resume-safe)."""
+    chosen = []
+    for position in range(step * count, (step + 1) * count):
+        epoch, index = divmod(position, len(task_ids))
+        order = list(range(len(task_ids)))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        chosen.append(task_ids[order[index]])
+    return chosen
+
+
+class RolloutSession:
+    def __init__(self, config: Config, model, tokenizer, *, teacher_needed: bool):
+        self.config = config
+        self.model, self.tokenizer = model, tokenizer
+        self.method = get_method(config.algorithm.method)
+        self.env_spec = get_env_spec(config.env.name)
+        self.skill_library = self.env_spec.skill_library or config.env.name
+        rollout, env = config.rollout, config.env
+        self.pool = EnvPool(
+            env_factory(env),
+            num_slots=rollout.tasks_per_step * rollout.group_size,
+            num_workers=env.workers,
+            timeout_s=env.step_timeout_s,
+        )
+        self.train_tasks = self.pool.task_ids(env.split)
+        if not self.train_tasks:
+            raise ValueError(f"env {env.name!r} has no tasks in split {env.split!r}")
+        uses_skills = teacher_needed or self.method.student_sees_skills
+        reserve = (
+            skill_token_reserve(
+                tokenizer, self.skill_library, self.env_spec.task_types or None, config.teacher.placement
+            )
+            if uses_skills
+            else 0
+        )
+        student_prompt_budget(rollout.max_prompt_tokens, reserve)  # an over-long skill text fails here
+        self.settings = RolloutSettings.from_config(config, prompt_budget_reserve=reserve)
+        self.backend = HFBackend(model, tokenizer)
+        self.teacher = TeacherWeights.from_config(config.teacher, model) if teacher_needed else None
+
+    def _skills_for(self, task) -> str:
+        return teacher_context(self.skill_library, task)
+
+    def rollout(self, step: int, *, seed: int) -> tuple[list[Episode], dict]:
+        """Spec §5 steps 1-3: B sampled tasks x G episodes, rewards per row."""
+        rollout = self.config.rollout
+        tasks = sample_tasks(self.train_tasks, step, rollout.tasks_per_step, self.config.seed)
+        result = collect_episodes(
+            self.pool,
+            self.env_spec,
+            self.backend,
+            self.tokenizer,
+            tasks,
+            _with_seed(self.settings, seed),
+            skills_for=self._skills_for if self.method.student_sees_skills else None,
+        )
+        return result.episodes, {f"train/{key}": value for key, value in result.stats.as_dict().items()}
+
+    def teacher_logprobs(self, turns: list[Turn], batch: Batch) -> torch.Tensor:
+        """Spec §5 step 5: teacher log-probs of the student's tokens, [N, T] like batch.response_mask."""
+        teacher = self.config.teacher
+        with self.teacher.scoring_model() as model:
+            return teacher_logprobs(
+                model,
+                self.tokenizer,
+                turns,
+                env_name=self.skill_library,
+                placement=teacher.placement,
+                share_prefix=teacher.share_prefix,
+                micro_batch_rows=self.config.trainer.micro_batch_rows,
+                response_length=batch.response_mask.shape[1],
+            )
+
+    def after_update(self, model) -> None:
+        if self.teacher is not None:
+            self.teacher.update()
+
+    def validate(self, seed: int) -> dict:
+        """Spec §5 step 9: one episode per task of the fixed evaluation panel, at the eval temperature."""
+        evaluation = self.config.eval
+        tasks = self.pool.task_ids(evaluation.split)
+        if evaluation.num_tasks:
+            tasks = tasks[: evaluation.num_tasks]
+        settings = _with_seed(self.settings, seed, group_size=1, temperature=evaluation.temperature)
+        episodes: list[Episode] = []
+        for begin in range(0, len(tasks), self.pool.num_slots):
+            chunk = tasks[begin : begin + self.pool.num_slots]
+            episodes += collect_episodes(
+                self.pool,
+                self.env_spec,
+                self.backend,
+                self.tokenizer,
+                chunk,
+                settings,
+                skills_for=self._skills_for if self.method.student_sees_skills else None,
+            ).episodes
+        won = [episode.won for episode in episodes]
+        return {"val/won_rate": sum(won) / max(len(won), 1), "val/episodes": len(won)}
+
+    def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
+        """The first `limit` episodes, turn by turn, with per-token gap Δ = teacher − old and gate σ(βΔ)."""
+        samples, row = [], 0
+        for episode in episodes:
+            if len(samples) >= limit:
+                break
+            turns = []
+            for turn in episode.turns:
+                length = len(turn.response_ids)
+                record = {
+                    "turn": turn.turn_index,
+                    "prompt": turn.prompt_text,
+                    "response": turn.response_text,
+                    "tokens": [self.tokenizer.decode([token]) for token in turn.response_ids],
+                    "action": turn.action,
+                    "valid": turn.valid,
+                    "reward": turn.reward,
+                    "advantage": float(batch.advantages[row]) if batch.advantages is not None else None,
+                }
+                if batch.teacher_logprobs is not None:
+                    gap = (batch.teacher_logprobs[row, :length] - batch.old_logprobs[row, :length]).tolist()
+                    record["gap"] = [round(value, 4) for value in gap]
+                    record["gate"] = [round(1 / (1 + math.exp(-settings.beta * value)), 4) for value in gap]
+                turns.append(record)
+                row += 1
+            samples.append(
+                {
+                    "task_id": episode.task.task_id,
+                    "task_type": episode.task.task_type,
+                    "goal": episode.task.goal,
+                    "won": episode.won,
+                    "return": episode.episode_return,
+                    "error": episode.error,
+                    "turns": turns,
+                }
+            )
+        return samples
+
+    def state(self) -> dict:
+        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
+
+    def load_state(self, state: dict) -> None:
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _with_seed(settings: RolloutSettings, seed: int, **changes) -> RolloutSettings:
+    from dataclasses import replace
+
+    return replace(settings, seed=seed, **changes)

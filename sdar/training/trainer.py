@@ -1,0 +1,216 @@
+"""The trainer: spec/method.md §5, one call per line of the algorithm box, for every method of the table.
+
+    1-3  episodes  = rollout of B tasks x G episodes, rewards per row
+    4    old       = log π_old of the sampled tokens (the step's start weights)
+    5    teacher   = log π_T under the skill-augmented prompt (methods that need it)
+    6    ref       = log-probs of the initial model (KL term)
+    7    advantages (GRPO/RLOO; never modified by SDAR)
+    8    update    = one epoch of PPO-clip + entropy + KL + λ·distillation over mini-batches
+    9    validate on a fixed panel every `trainer.eval_every` steps
+
+Everything random in a step is drawn from generators seeded by (seed, step), so a run resumed from a
+checkpoint replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sdar.algorithms import gap_by_turn, get_method
+from sdar.algorithms.objective import advantages_from_config, settings_from_config
+from sdar.config import Config, save_config, to_dict
+from sdar.models import load_model
+from sdar.records import Episode, rows_to_batch
+from sdar.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from sdar.training.logging import RunLogger, StepTimer
+from sdar.training.session import RolloutSession
+from sdar.training.update import UpdateState, policy_update, score_batch
+
+
+def step_seed(seed: int, step: int, salt: int = 0) -> int:
+    """A per-step seed independent of everything that happened before (resume-safe)."""
+    return (seed * 1_000_003 + step * 7_919 + salt) % (2**31 - 1)
+
+
+def versions() -> dict:
+    import peft
+    import transformers
+
+    import sdar
+
+    return {
+        "sdar": sdar.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class StepResult:
+    metrics: dict
+    episodes: list[Episode]
+
+
+class Trainer:
+    def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = False, progress=None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.method = get_method(config.algorithm.method)
+        self.settings = settings_from_config(config.algorithm)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.model, self.tokenizer = load_model(config.model)
+        self.reference = self._reference_model()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            trainable, lr=config.trainer.lr, weight_decay=config.trainer.weight_decay
+        )
+        warmup = max(int(config.trainer.warmup_ratio * config.trainer.steps), 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.session = RolloutSession(config, self.model, self.tokenizer, teacher_needed=self.needs_teacher)
+        self.update_state = UpdateState()
+        self.start_step = 0
+        self.logger = RunLogger(self.run_dir, config=to_dict(config))
+        if resume:
+            self._resume()
+        else:
+            save_config(config, self.run_dir / "config.yaml")
+            (self.run_dir / "run_info.json").write_text(
+                json.dumps({"seed": config.seed, "versions": versions(), "argv": sys.argv}, indent=2)
+            )
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.settings.needs_teacher or self.config.teacher.score_always
+
+    # ---- setup ---------------------------------------------------------------------------------------------
+    def _reference_model(self):
+        """The frozen initial model for the KL term: the LoRA base (adapters off) or a frozen copy."""
+        if self.settings.kl_coef == 0:
+            return None
+        if self.config.model.lora_rank > 0:
+            return "adapters-disabled"
+        reference = copy.deepcopy(self.model)
+        reference.requires_grad_(False)
+        return reference.eval()
+
+    def _resume(self) -> None:
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{self.run_dir} has no checkpoint to resume from")
+        state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
+        self.start_step = state["step"]
+        self.update_state = UpdateState(**state.get("update_state", {}))
+        self.session.load_state(state.get("session", {}))
+        self.logger.truncate_after(self.start_step)
+
+    def _save(self, step: int) -> None:
+        save_checkpoint(
+            self.run_dir,
+            step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            {"update_state": vars(self.update_state), "session": self.session.state()},
+        )
+
+    # ---- one step (spec §5) --------------------------------------------------------------------------------
+    def reference_logprobs(self, batch):
+        micro = self.config.trainer.micro_batch_rows
+        if self.reference is None:
+            return None
+        if self.reference == "adapters-disabled":
+            with self.model.disable_adapter():
+                return score_batch(self.model, batch, micro_batch_rows=micro)[0]
+        return score_batch(self.reference, batch, micro_batch_rows=micro)[0]
+
+    def train_step(self, step: int) -> StepResult:
+        config, timer = self.config, StepTimer()
+        with timer("step"):
+            with timer("rollout"):
+                episodes, rollout_stats = self.session.rollout(step, seed=step_seed(config.seed, step))
+            turns = [turn for episode in episodes for turn in episode.turns]
+            batch = rows_to_batch(turns, self.tokenizer.pad_token_id)
+            with timer("old"):
+                batch.old_logprobs, _ = score_batch(
+                    self.model, batch, micro_batch_rows=config.trainer.micro_batch_rows
+                )
+            if self.needs_teacher:
+                with timer("teacher"):
+                    batch.teacher_logprobs = self.session.teacher_logprobs(turns, batch)
+            with timer("ref"):
+                batch.ref_logprobs = self.reference_logprobs(batch)
+            batch.advantages = advantages_from_config(
+                config.algorithm, batch.rewards, batch.group_index, batch.episode_index
+            )
+            with timer("update"):
+                update_stats = policy_update(
+                    self.model,
+                    self.optimizer,
+                    self.scheduler,
+                    batch,
+                    settings=self.settings,
+                    step=step,
+                    mini_batch_rows=config.trainer.mini_batch_rows,
+                    micro_batch_rows=config.trainer.micro_batch_rows,
+                    grad_clip=config.trainer.grad_clip,
+                    epochs=config.trainer.ppo_epochs,
+                    generator=torch.Generator().manual_seed(step_seed(config.seed, step, salt=1)),
+                    state=self.update_state,
+                    max_bad_updates=config.trainer.max_bad_updates,
+                    autocast_bf16=config.trainer.autocast_bf16,
+                    vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
+                    on_micro_batch=self.progress.advance_update if self.progress else None,
+                )
+            self.session.after_update(self.model)
+        metrics = {"step": step + 1, **rollout_stats, **update_stats, **timer.seconds}
+        metrics["train/rows"] = len(batch)
+        metrics["train/advantage_abs_mean"] = float(batch.advantages.abs().mean())
+        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        if batch.teacher_logprobs is not None:
+            gap = (batch.teacher_logprobs - batch.old_logprobs) * batch.response_mask
+            means, _ = gap_by_turn(gap, batch.response_mask, batch.turn_index, config.env.max_turns)
+            used = int(batch.turn_index.max()) + 1
+            metrics["distill/gap_by_turn"] = [round(float(v), 5) for v in means[:used]]
+        self.logger.log_samples(step + 1, self.session.samples(episodes, batch, self.settings, limit=2))
+        return StepResult(metrics, episodes)
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    def train(self) -> list[dict]:
+        config = self.config
+        history = []
+        for step in range(self.start_step, config.trainer.steps):
+            result = self.train_step(step)
+            metrics = result.metrics
+            if config.trainer.eval_every and (step + 1) % config.trainer.eval_every == 0:
+                metrics.update(self.session.validate(step_seed(config.seed, step, salt=2)))
+            self.logger.log_step(metrics)
+            history.append(metrics)
+            if self.progress:
+                self.progress.step_done(metrics)
+            if any(isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k):
+                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
+            last = step + 1 == config.trainer.steps
+            if config.trainer.save_every and ((step + 1) % config.trainer.save_every == 0 or last):
+                self._save(step + 1)
+        return history
+
+    def close(self) -> None:
+        self.session.close()
+        self.logger.close()

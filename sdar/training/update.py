@@ -1,0 +1,139 @@
+"""The policy update (spec §5 step 8): one epoch over shuffled mini-batches, gradient accumulation over
+micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from sdar.algorithms import count_tokens_and_rows, policy_objective
+from sdar.algorithms.objective import ObjectiveSettings
+from sdar.models import token_logprobs
+from sdar.records import Batch
+
+
+class TooManyBadUpdates(RuntimeError):
+    """Raised after `max_bad_updates` consecutive non-finite updates; the weights are left untouched."""
+
+
+@dataclass
+class UpdateState:
+    consecutive_bad_updates: int = 0
+    skipped_updates: int = 0
+
+
+def score_batch(model, batch: Batch, *, micro_batch_rows: int, with_entropy: bool = False):
+    """Log-probs (and entropies) [N, T] of the batch's response tokens, by micro-batch, without gradient."""
+    logprob_chunks, entropy_chunks = [], []
+    with torch.no_grad():
+        for begin in range(0, len(batch), micro_batch_rows):
+            rows = batch.select(slice(begin, begin + micro_batch_rows))
+            logprobs, entropy = token_logprobs(
+                model,
+                rows.input_ids,
+                rows.attention_mask,
+                start=rows.response_start,
+                with_entropy=with_entropy,
+            )
+            logprob_chunks.append(logprobs[:, rows.response_start :] * rows.response_mask)
+            if with_entropy:
+                entropy_chunks.append(entropy[:, rows.response_start :] * rows.response_mask)
+    logprobs = torch.cat(logprob_chunks)
+    return (logprobs, torch.cat(entropy_chunks)) if with_entropy else (logprobs, None)
+
+
+def policy_update(
+    model,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    batch: Batch,
+    *,
+    settings: ObjectiveSettings,
+    step: int,
+    mini_batch_rows: int,
+    micro_batch_rows: int,
+    grad_clip: float,
+    epochs: int,
+    generator: torch.Generator,
+    state: UpdateState,
+    max_bad_updates: int,
+    autocast_bf16: bool = False,
+    vocab_size: int | None = None,
+    on_micro_batch=None,
+) -> dict[str, float]:
+    """Optimise `batch` (old/ref/teacher log-probs and advantages already set); returns averaged stats."""
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    totals: dict[str, float] = defaultdict(float)
+    weights: dict[str, float] = defaultdict(float)
+    want_entropy = settings.entropy_coef != 0 or settings.gate != "gap"
+    updates = 0
+    for _ in range(epochs):
+        order = torch.randperm(len(batch), generator=generator)
+        for begin in range(0, len(batch), mini_batch_rows):
+            mini = batch.select(order[begin : begin + mini_batch_rows])
+            num_tokens, num_rows = count_tokens_and_rows(mini.response_mask)
+            optimizer.zero_grad(set_to_none=True)
+            for micro_begin in range(0, len(mini), micro_batch_rows):
+                micro = mini.select(slice(micro_begin, micro_begin + micro_batch_rows))
+                with torch.autocast(
+                    "cpu" if micro.input_ids.device.type == "cpu" else "cuda",
+                    dtype=torch.bfloat16,
+                    enabled=autocast_bf16,
+                ):
+                    logprobs, entropy = token_logprobs(
+                        model,
+                        micro.input_ids,
+                        micro.attention_mask,
+                        start=micro.response_start,
+                        with_entropy=want_entropy,
+                    )
+                start = micro.response_start
+                loss, stats = policy_objective(
+                    logprobs[:, start:],
+                    micro.old_logprobs,
+                    micro.ref_logprobs,
+                    micro.teacher_logprobs,
+                    entropy[:, start:] if entropy is not None else None,
+                    micro.advantages,
+                    micro.response_mask,
+                    settings=settings,
+                    num_tokens=num_tokens,
+                    num_rows=num_rows,
+                    step=step,
+                    vocab_size=vocab_size,
+                )
+                loss.backward()
+                tokens = float(micro.response_mask.sum())
+                for key, value in stats.items():
+                    totals[key] += float(value) * tokens
+                    weights[key] += tokens
+                if on_micro_batch is not None:
+                    on_micro_batch()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+            if not torch.isfinite(grad_norm):
+                # Skip the update: never let a NaN/inf touch the weights or the optimizer's moments.
+                optimizer.zero_grad(set_to_none=True)
+                state.consecutive_bad_updates += 1
+                state.skipped_updates += 1
+                if state.consecutive_bad_updates >= max_bad_updates:
+                    raise TooManyBadUpdates(
+                        f"{state.consecutive_bad_updates} consecutive non-finite gradients (step {step}); "
+                        "stopping before any weight is corrupted — lower trainer.lr or check the data"
+                    )
+                continue
+            state.consecutive_bad_updates = 0
+            optimizer.step()
+            updates += 1
+            totals["grad/norm"] += float(grad_norm)
+            weights["grad/norm"] += 1
+    scheduler.step()
+    model.eval()
+    result = {key: totals[key] / max(weights[key], 1e-12) for key in totals}
+    result["update/optimizer_steps"] = updates
+    result["update/skipped_total"] = state.skipped_updates
+    result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0)
+    return result
