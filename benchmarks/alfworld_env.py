@@ -21,6 +21,27 @@ from sdar.envs.policies import RandomAdmissiblePolicy
 from sdar.envs.pool import EnvPool
 
 
+def _spin(iterations: int) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return time.perf_counter() - started
+
+
+def machine_ceiling(iterations: int = 20_000_000) -> float:
+    """How much faster 2 processes finish 2 equal pure-Python loops than 1 process: this machine's ceiling."""
+    import multiprocessing
+
+    one = _spin(iterations)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [1000, 1000])  # start both processes first
+        started = time.perf_counter()
+        pool.map(_spin, [iterations, iterations])
+        two = time.perf_counter() - started
+    return 2 * one / two
+
+
 def measure(
     factory, task_ids: list[str], warmup_ids: list[str], workers: int, rounds: int, seed: int
 ) -> dict:
@@ -56,6 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--workers", default="0,1,2", help="modes to compare; 0 = in this process")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
 
     factory = functools.partial(AlfworldEnv, args.data_dir, plan_cache_dir="")
@@ -78,6 +100,8 @@ def main(argv=None) -> int:
             f"{result['steps']} steps in {result['step_s']:6.2f} s = {rate:6.1f} steps/s | "
             f"same results as the first mode: {same}"
         )
+    if args.ceiling:
+        print(f"machine ceiling: 2 processes run {machine_ceiling():.2f}x the work of 1 (pure-Python loop)")
     base = results.get(0) or results[min(results)]
     for workers, result in results.items():
         if result is not base:

@@ -106,6 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         config = load_config(args.config, args.overrides)
         run_dir = _run_dir(config, args.output, Path(args.config).stem)
+    if not args.resume:
+        from sdar.training.sft import with_warm_start
+
+        config = with_warm_start(config)
     trainer = Trainer(config, run_dir, resume=bool(args.resume))
     try:
         with TrainingProgress(config.trainer.steps, trainer.start_step) as progress:
@@ -123,6 +127,58 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "distill/gate_mean" in last:
             gate, gap = last["distill/gate_mean"], last.get("distill/gap_mean", 0)
             print(f"last gate mean {gate:.3f}, gap mean {gap:+.3f}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    """Supervised warm start on expert demonstrations; saves a merged model directory."""
+    from sdar.training.sft import train_sft, warm_start
+
+    if args.config is None:
+        raise ConfigError(f"sdar sft needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file)")
+    config = load_config(args.config, args.overrides)
+    directory = Path(args.output) if args.output else warm_start(config)
+    if args.output:
+        summary = train_sft(config, directory)
+        print(
+            f"sft: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} in {summary['seconds']} s"
+        )
+    print(f"model directory: {directory} (use it as model.name=...)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a policy (model, optionally a checkpoint; expert; random) on a fixed panel over seeds."""
+    from rich.console import Console
+
+    from sdar.evaluation import evaluate, print_summary, resolve_checkpoint
+
+    source, overrides = args.config, list(args.overrides)
+    if source is not None and "=" in source and not Path(source).exists():  # an override, not a CONFIG
+        source, overrides = None, [source, *overrides]
+    if source is not None:
+        config = load_config(source, overrides)
+        name = Path(source).stem
+    elif args.checkpoint is not None:  # the run's own config: same model, LoRA and env
+        run_config = resolve_checkpoint(args.checkpoint).parent.parent / "config.yaml"
+        if not run_config.is_file():
+            raise ConfigError(f"--checkpoint {args.checkpoint}: no run config.yaml next to it; give a CONFIG")
+        config = load_config(str(run_config), overrides)
+        name = run_config.parent.name
+    else:
+        raise ConfigError(
+            f"sdar eval needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file) "
+            f"or --checkpoint RUN_DIR"
+        )
+    output = Path(args.output) if args.output else None
+    if output is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        output = Path(config.output_dir) / f"eval-{name}-{config.eval.policy}-{stamp}"
+    console = Console(stderr=True)
+    with console.status("evaluating") as status:
+        summary = evaluate(config, output_dir=output, checkpoint=args.checkpoint, on_progress=status.update)
+    print_summary(summary)
+    print(f"results: {output / 'summary.json'}, {output / 'episodes.jsonl'}")
     return 0
 
 
@@ -150,6 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.set_defaults(run=cmd_train)
+
+    sft = commands.add_parser("sft", help="supervised warm start on expert demonstrations")
+    _config_arguments(sft)
+    sft.add_argument("--output", default=None, help="model directory (default: the cached warm start)")
+    sft.set_defaults(run=cmd_sft)
+
+    evaluation = commands.add_parser("eval", help="evaluate a model, checkpoint, expert or random policy")
+    _config_arguments(evaluation)
+    evaluation.add_argument(
+        "--output", default=None, help="result directory (default: output_dir/eval-<config>-<policy>-<time>)"
+    )
+    evaluation.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="trained weights: a run directory (its latest checkpoint) or a checkpoint directory",
+    )
+    evaluation.set_defaults(run=cmd_eval)
 
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(run=cmd_envs)

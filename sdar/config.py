@@ -159,6 +159,19 @@ class TrainerConfig(_Section):
 
 
 @dataclass(frozen=True)
+class SFTConfig(_Section):
+    _section = "sft"
+    warm_start: bool = False  # `sdar train`: first run (or reuse the cached) SFT and start RL from it
+    split: str = "train"
+    games: int = bounded(60, 1, help="tasks whose expert episodes become demonstrations")
+    epochs: int = bounded(2, 1)
+    lr: float = bounded(2e-4, 0.0)
+    lora_rank: int = bounded(16, 0, help="0 = full fine-tuning")
+    batch_rows: int = bounded(16, 1, help="demonstration turns per optimizer step")
+    with_skills: bool = False  # also train on copies whose prompt carries the skills
+
+
+@dataclass(frozen=True)
 class EvalConfig(_Section):
     _section = "eval"
     policy: str = choice("model", ("model", "expert", "random"))
@@ -179,6 +192,7 @@ class Config(_Section):
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

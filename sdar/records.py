@@ -91,31 +91,45 @@ class Batch:
         return replace(self, **values)
 
 
-def rows_to_batch(turns: list[Turn], pad_token_id: int) -> Batch:
-    """Pack turns into a Batch (prompt left-padded to the longest prompt, response right-padded)."""
-    if not turns:
-        raise ValueError("cannot build a batch from zero turns")
-    prompt_length = max(len(t.prompt_ids) for t in turns)
-    response_length = max(max(len(t.response_ids) for t in turns), 1)
-    n = len(turns)
+def pack_sequences(
+    prompts: list[list[int]], responses: list[list[int]], pad_token_id: int
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """(input_ids [N, L], attention_mask [N, L], response_mask [N, T], response_start): prompts left-padded,
+    responses right-padded, so every response starts at column `response_start`."""
+    if not prompts:
+        raise ValueError("cannot build a batch from zero rows")
+    prompt_length = max(len(p) for p in prompts)
+    response_length = max(max(len(r) for r in responses), 1)
+    n = len(prompts)
     input_ids = torch.full((n, prompt_length + response_length), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     response_mask = torch.zeros((n, response_length), dtype=torch.bool)
-    sampling = torch.zeros((n, response_length))
-    has_sampling = all(t.sampling_logprobs is not None for t in turns)
-    for row, turn in enumerate(turns):
-        p, r = len(turn.prompt_ids), len(turn.response_ids)
-        input_ids[row, prompt_length - p : prompt_length] = torch.tensor(turn.prompt_ids, dtype=torch.long)
-        input_ids[row, prompt_length : prompt_length + r] = torch.tensor(turn.response_ids, dtype=torch.long)
+    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        p, r = len(prompt), len(response)
+        input_ids[row, prompt_length - p : prompt_length] = torch.tensor(prompt, dtype=torch.long)
+        input_ids[row, prompt_length : prompt_length + r] = torch.tensor(response, dtype=torch.long)
         attention_mask[row, prompt_length - p : prompt_length + r] = True
         response_mask[row, :r] = True
-        if has_sampling:
-            sampling[row, :r] = torch.tensor(turn.sampling_logprobs, dtype=torch.float32)
+    return input_ids, attention_mask, response_mask, prompt_length
+
+
+def rows_to_batch(turns: list[Turn], pad_token_id: int) -> Batch:
+    """Pack turns into a Batch (prompt left-padded to the longest prompt, response right-padded)."""
+    input_ids, attention_mask, response_mask, response_start = pack_sequences(
+        [t.prompt_ids for t in turns], [t.response_ids for t in turns], pad_token_id
+    )
+    sampling = torch.zeros(response_mask.shape)
+    has_sampling = all(t.sampling_logprobs is not None for t in turns)
+    if has_sampling:
+        for row, turn in enumerate(turns):
+            sampling[row, : len(turn.response_ids)] = torch.tensor(
+                turn.sampling_logprobs, dtype=torch.float32
+            )
     return Batch(
         input_ids=input_ids,
         attention_mask=attention_mask,
         response_mask=response_mask,
-        response_start=prompt_length,
+        response_start=response_start,
         rewards=torch.tensor([t.reward for t in turns], dtype=torch.float32),
         group_index=torch.tensor([t.group_index for t in turns], dtype=torch.long),
         episode_index=torch.tensor([t.episode_index for t in turns], dtype=torch.long),

@@ -75,7 +75,7 @@ class EnvSpec:
     parse_reply: Callable[[str], ParsedReply]
     stop_strings: tuple[str, ...] = ()
     skill_library: str = ""  # the skill library's name (sdar.skills); "" = the env's own name
-    task_types: tuple[str, ...] = ()  # every task type the router knows; () = unknown (reserve for all skills)
+    task_types: tuple[str, ...] = ()  # all task types the router knows; () = unknown (reserve for all skills)
     requires: str = ""  # the pip extra, e.g. "alfworld"
     check: Callable[[], str | None] = lambda: None  # returns why the env cannot run here, or None
 

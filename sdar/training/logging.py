@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,14 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN/inf; keep the fact visible
     return value
+
+
+def _step_of(line: str) -> float:
+    """The step of a JSON line; a torn line (the run was killed while writing it) counts as after any step."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 class RunLogger:
@@ -61,10 +70,11 @@ class RunLogger:
         for path in (self.metrics_path, self.samples_path):
             if not path.exists():
                 continue
-            kept = [
-                line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-            ]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= step]
+            # Rewritten beside and renamed: a kill during the rewrite must not lose the kept lines.
+            staging = path.with_name(f".{path.name}.tmp")
+            staging.write_text("".join(line + "\n" for line in kept))
+            os.replace(staging, path)
 
     def log_step(self, metrics: dict) -> None:
         line = json.dumps({key: _finite(value) for key, value in metrics.items()})

@@ -74,6 +74,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model, self.tokenizer = load_model(config.model)
+        # Outside policy_update the model is in eval mode (no dropout): a fresh LoRA model comes back in train
+        # mode, which made the first step's old/ref log-probs (and a resumed run's first step) draw dropout.
+        self.model.eval()
         self.reference = self._reference_model()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(

@@ -1,0 +1,334 @@
+"""Cost of an SDAR step against a GRPO step on the SAME batch, and the peak memory of a LoRA training step.
+
+    python benchmarks/step_cost.py                                      # tiny model (smoke preset), ~1 min
+    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16  # the quickstart shape
+    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --memory-only
+
+One rollout is collected with the trainer's own session (`Trainer.session.rollout`, spec §5 steps 1-3), packed
+into one batch, and every phase is then timed on that batch (median of --repeats, phases round robin so that
+load drifts hit all alike; the weights, optimizer and scheduler are restored before each update):
+    GRPO step = old log-probs + ref log-probs + update (PPO-clip + entropy + KL)
+    SDAR step = the same + teacher log-probs + the distillation term in the update
+with the teacher's shared skill prefix on and off (`teacher.share_prefix`). The ratio is printed for the
+training phases alone (the target: SDAR / GRPO <= 1.10) and with the rollout's time added to both.
+
+Memory (a fresh child process, so nothing else sits in its RSS): the model with LoRA, then one full SDAR step
+(old, ref, teacher, update) on --memory-rows synthetic ALFWorld rows of --memory-tokens tokens. Reported: the
+RSS after loading, and the peak RSS (VmHWM, reset after loading) during the step. Target: <= 6 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from sdar.algorithms.objective import advantages_from_config, settings_from_config  # noqa: E402
+from sdar.config import load_config  # noqa: E402
+from sdar.records import rows_to_batch  # noqa: E402
+from sdar.teacher import build_teacher_prompts, teacher_logprobs  # noqa: E402
+from sdar.training.checkpoint import trainable_state  # noqa: E402
+from sdar.training.trainer import Trainer, step_seed  # noqa: E402
+from sdar.training.update import UpdateState, policy_update, score_batch  # noqa: E402
+
+
+def build_config(args):
+    preset = "smoke" if args.model == "tiny" else "quickstart"
+    overrides = [
+        f"model.name={args.model}",
+        f"model.lora_rank={args.lora_rank}",
+        "algorithm.method=sdar",
+        "sft.warm_start=false",  # the step's cost, not the warm start's
+        "trainer.save_every=0",
+        f"seed={args.seed}",
+        *args.override,
+    ]
+    if args.tasks:
+        overrides.append(f"rollout.tasks_per_step={args.tasks}")
+    if args.group_size:
+        overrides.append(f"rollout.group_size={args.group_size}")
+    if args.max_turns:
+        overrides.append(f"env.max_turns={args.max_turns}")
+    if args.max_new_tokens:
+        overrides.append(f"rollout.max_new_tokens={args.max_new_tokens}")
+    return load_config(preset, overrides)
+
+
+def timed(functions: dict, repeats: int, before=None) -> dict[str, float]:
+    """Median seconds of each function over `repeats` rounds (after one untimed warm-up round)."""
+    seconds: dict[str, list[float]] = {name: [] for name in functions}
+    for round_index in range(repeats + 1):
+        for name, function in functions.items():
+            if before is not None:
+                before()
+            begin = time.perf_counter()
+            function()
+            if round_index:
+                seconds[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+class Phases:
+    """Each phase of a step on one fixed batch, through the library calls the trainer makes."""
+
+    def __init__(self, trainer: Trainer, turns, batch):
+        self.trainer, self.turns, self.batch = trainer, turns, batch
+        config = trainer.config
+        self.micro = config.trainer.micro_batch_rows
+        self.skill_library = trainer.session.skill_library
+        # Built once as the trainer does inside teacher_logprobs (prompt building is timed separately).
+        self.prompts = build_teacher_prompts(
+            turns, trainer.tokenizer, env_name=self.skill_library, placement=config.teacher.placement
+        )
+        self.sdar = settings_from_config(config.algorithm)
+        self.grpo = settings_from_config(replace(config.algorithm, method="grpo"))
+        batch.advantages = advantages_from_config(
+            config.algorithm, batch.rewards, batch.group_index, batch.episode_index
+        )
+        batch.old_logprobs = self.old()
+        batch.ref_logprobs = self.ref()
+        batch.teacher_logprobs = self.teacher(True)
+        self.snapshot = (
+            {name: value.clone() for name, value in trainable_state(trainer.model).items()},
+            copy.deepcopy(trainer.optimizer.state_dict()),
+            copy.deepcopy(trainer.scheduler.state_dict()),
+        )
+
+    def restore(self) -> None:
+        """Back to the weights, optimizer moments and schedule the batch was collected with."""
+        weights, optimizer, scheduler = self.snapshot
+        parameters = dict(self.trainer.model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                parameters[name].copy_(value)
+        self.trainer.optimizer.load_state_dict(copy.deepcopy(optimizer))
+        self.trainer.scheduler.load_state_dict(scheduler)
+
+    def old(self):
+        return score_batch(self.trainer.model, self.batch, micro_batch_rows=self.micro)[0]
+
+    def ref(self):
+        return self.trainer.reference_logprobs(self.batch)
+
+    def teacher(self, share_prefix: bool, prompts=None):
+        config = self.trainer.config
+        with self.trainer.session.teacher.scoring_model() as model:
+            return teacher_logprobs(
+                model,
+                self.trainer.tokenizer,
+                self.turns,
+                env_name=self.skill_library,
+                placement=config.teacher.placement,
+                share_prefix=share_prefix,
+                micro_batch_rows=self.micro,
+                response_length=self.batch.response_mask.shape[1],
+                prompts=self.prompts if prompts is None else prompts,
+            )
+
+    def teacher_prompts(self):
+        config = self.trainer.config
+        return build_teacher_prompts(
+            self.turns,
+            self.trainer.tokenizer,
+            env_name=self.skill_library,
+            placement=config.teacher.placement,
+        )
+
+    def update(self, method: str):
+        trainer, config = self.trainer, self.trainer.config.trainer
+        settings = self.sdar if method == "sdar" else self.grpo
+        batch = self.batch if method == "sdar" else replace(self.batch, teacher_logprobs=None)
+        return policy_update(
+            trainer.model,
+            trainer.optimizer,
+            trainer.scheduler,
+            batch,
+            settings=settings,
+            step=0,
+            mini_batch_rows=config.mini_batch_rows,
+            micro_batch_rows=config.micro_batch_rows,
+            grad_clip=config.grad_clip,
+            epochs=config.ppo_epochs,
+            generator=torch.Generator().manual_seed(step_seed(trainer.config.seed, 0, salt=1)),
+            state=UpdateState(),
+            max_bad_updates=config.max_bad_updates,
+            autocast_bf16=config.autocast_bf16,
+            vocab_size=trainer.model.config.vocab_size,
+        )
+
+
+def step_cost(args) -> None:
+    config = build_config(args)
+    with tempfile.TemporaryDirectory() as run_dir:
+        started = time.perf_counter()
+        trainer = Trainer(config, run_dir)
+        setup = time.perf_counter() - started
+        try:
+            episodes, stats = trainer.session.rollout(0, seed=step_seed(config.seed, 0))
+            turns = [turn for episode in episodes for turn in episode.turns]
+            batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
+            phases = Phases(trainer, turns, batch)
+            report_shape(config, trainer, turns, phases, stats, setup)
+            seconds = timed(
+                {
+                    "old log-probs": phases.old,
+                    "ref log-probs": phases.ref,
+                    "teacher prompts (build + tokenize)": phases.teacher_prompts,
+                    "teacher log-probs, shared prefix": lambda: phases.teacher(True),
+                    "teacher log-probs, full prompt per row": lambda: phases.teacher(False),
+                    "update, GRPO": lambda: phases.update("grpo"),
+                    "update, SDAR (+ distillation term)": lambda: phases.update("sdar"),
+                },
+                args.repeats,
+                before=phases.restore,
+            )
+        finally:
+            trainer.close()
+    rollout_s = stats["train/time_s"]
+    seconds["rollout (generation + env, once)"] = rollout_s
+    width = max(map(len, seconds))
+    print(f"\nmedian of {args.repeats} (after one warm-up), {torch.get_num_threads()} thread(s):")
+    for name, value in seconds.items():
+        print(f"  {name:{width}s} {value * 1000:10.1f} ms")
+    grpo = seconds["old log-probs"] + seconds["ref log-probs"] + seconds["update, GRPO"]
+    sdar_base = (
+        seconds["old log-probs"] + seconds["ref log-probs"] + seconds["update, SDAR (+ distillation term)"]
+    )
+    sdar_base += seconds["teacher prompts (build + tokenize)"]
+    print(
+        f"GRPO step (old + ref + update): {grpo:.3f} s; distillation term in the update: "
+        f"{seconds['update, SDAR (+ distillation term)'] - seconds['update, GRPO']:+.3f} s"
+    )
+    for label, key in (("shared prefix", "teacher log-probs, shared prefix"),
+                       ("no shared prefix", "teacher log-probs, full prompt per row")):  # fmt: skip
+        sdar = sdar_base + seconds[key]
+        print(
+            f"SDAR / GRPO, {label:16s}: training phases {sdar / grpo:.3f} (SDAR {sdar:.3f} s), "
+            f"with the rollout {(sdar + rollout_s) / (grpo + rollout_s):.3f}"
+        )
+
+
+def report_shape(config, trainer, turns, phases, stats, setup) -> None:
+    prompt = [len(turn.prompt_ids) for turn in turns]
+    response = [len(turn.response_ids) for turn in turns]
+    teacher = [len(p.prompt_ids) for p in phases.prompts]
+    skills = sorted({p.inserted for p in phases.prompts})
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    rollout = config.rollout
+    print(
+        f"model {config.model.name} ({config.model.dtype}, LoRA rank {config.model.lora_rank}, "
+        f"{trainable / 1e6:.2f} M trainable), update autocast bf16 {config.trainer.autocast_bf16}, "
+        f"micro-batch {config.trainer.micro_batch_rows} rows, setup {setup:.1f} s"
+    )
+    print(
+        f"rollout: {rollout.tasks_per_step} tasks x G={rollout.group_size}, <= {config.env.max_turns} turns, "
+        f"<= {rollout.max_new_tokens} new tokens -> {len(turns)} rows in {stats['train/time_s']:.1f} s"
+    )
+    print(
+        f"tokens per row, mean (range): prompt {statistics.mean(prompt):.0f} ({min(prompt)}-{max(prompt)}), "
+        f"response {statistics.mean(response):.0f} ({min(response)}-{max(response)}), teacher prompt "
+        f"{statistics.mean(teacher):.0f}; skill text {skills[0]}-{skills[-1]} tokens, "
+        f"{len({p.skills for p in phases.prompts})} skill set(s); "
+        f"padded batch {tuple(phases.batch.input_ids.shape)}"
+    )
+
+
+# ---- memory ------------------------------------------------------------------------------------------------
+def memory_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def memory_step(args) -> None:
+    """One SDAR step (old, ref, teacher, update) on synthetic rows; prints the RSS after load and the peak."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from teacher_cost import make_turns  # real ALFWorld prompts grown to a length, random responses
+
+    config = build_config(args)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, run_dir)
+        try:
+            response_tokens = 64
+            turns = make_turns(
+                trainer.tokenizer,
+                args.memory_rows,
+                4,
+                args.memory_tokens - response_tokens,
+                response_tokens,
+                0,
+            )
+            batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
+            loaded_rss, loaded_peak = memory_kib("VmRSS"), memory_kib("VmHWM")
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the step's own peak from here on
+            phases = Phases(trainer, turns, batch)  # old, ref and teacher passes
+            phases.update("sdar")
+            step_peak = memory_kib("VmHWM")
+        finally:
+            trainer.close()
+    gib = 1024**2
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    skill_tokens = statistics.mean(p.inserted for p in phases.prompts)
+    print(
+        f"memory, {config.model.name} LoRA {config.model.lora_rank}, SDAR step on rows x tokens "
+        f"{tuple(batch.input_ids.shape)} (teacher prompts +{skill_tokens:.0f} skill tokens), micro-batch "
+        f"{config.trainer.micro_batch_rows}, autocast bf16 {config.trainer.autocast_bf16}:\n"
+        f"  RSS after load {loaded_rss / gib:.2f} GiB (peak while loading {loaded_peak / gib:.2f} GiB)\n"
+        f"  peak RSS during the step {step_peak / gib:.2f} GiB (process maximum {process_peak / gib:.2f} GiB)"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (quickstart preset)"
+    )
+    parser.add_argument("--lora-rank", type=int, default=0)
+    parser.add_argument("--tasks", type=int, default=None, help="tasks per step (default: the preset's)")
+    parser.add_argument("--group-size", type=int, default=None)
+    parser.add_argument("--max-turns", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")
+    parser.add_argument("--memory", action="store_true", help="also measure the memory step (child process)")
+    parser.add_argument("--memory-only", action="store_true")
+    parser.add_argument("--memory-rows", type=int, default=8)
+    parser.add_argument("--memory-tokens", type=int, default=512)
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.memory_child:
+        memory_step(args)
+        return 0
+    if not args.memory_only:
+        step_cost(args)
+    if args.memory or args.memory_only:
+        argv_child = [
+            arg
+            for arg in (argv if argv is not None else sys.argv[1:])
+            if arg not in ("--memory", "--memory-only")
+        ]
+        subprocess.run([sys.executable, __file__, *argv_child, "--memory-child"], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

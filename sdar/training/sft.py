@@ -1,0 +1,177 @@
+"""Supervised warm start on expert demonstrations (a small model needs it before RL sees any reward).
+
+The demonstrations use exactly the prompt the policy sees during rollout (same builder, same chat template)
+and the reply format `<think>...</think><action>...</action>`; optionally each is repeated with the skills in
+the student's message. Training is LoRA (or full) cross-entropy on the reply tokens, token-mean. The result is
+merged into the base weights and saved as a normal Hugging Face directory, cached by a hash of everything
+that determines it, so `sft.warm_start: true` in a training config reuses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from sdar.config import Config, to_dict
+from sdar.envs import get_env_spec, make_env
+from sdar.envs.policies import default_reply, expert_demonstrations
+from sdar.models import load_model, token_logprobs
+from sdar.records import pack_sequences
+from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
+from sdar.skills import teacher_context
+
+SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
+
+
+def cache_root(config: Config) -> Path:
+    base = config.model.cache_dir or os.environ.get("SDAR_CACHE", "") or "~/.cache/sdar"
+    return Path(base).expanduser() / "sft"
+
+
+def warm_start_key(config: Config) -> str:
+    """16 hex characters naming the SFT result: base model, SFT settings, env, prompt format."""
+    payload = {
+        "version": SFT_FORMAT_VERSION,
+        "model": {k: v for k, v in to_dict(config.model).items() if k not in ("cache_dir", "lora_rank")},
+        "sft": to_dict(config.sft),
+        "env": {k: v for k, v in to_dict(config.env).items() if k not in ("workers", "step_timeout_s")},
+        "max_prompt_tokens": config.rollout.max_prompt_tokens,
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def demonstration_pairs(config: Config, tokenizer) -> tuple[list[list[int]], list[list[int]], dict]:
+    """(prompt ids, reply ids) of expert turns on the first `sft.games` tasks of `sft.split`."""
+    spec = get_env_spec(config.env.name)
+    history_length = config.env.history_length
+    env = make_env(config.env)
+    try:
+        task_ids = env.task_ids(config.sft.split)[: config.sft.games]
+
+        def render(task, observation, admissible, history, step_count):
+            return spec.build_prompt(task, observation, admissible, history, step_count, history_length)
+
+        turns = list(
+            expert_demonstrations(
+                env,
+                task_ids,
+                max_turns=config.env.max_turns,
+                render_prompt=render,
+                render_reply=default_reply,
+            )
+        )
+    finally:
+        env.close()
+    prompts, replies = [], []
+    for turn in turns:
+        reply_ids = tokenizer.encode(turn.reply, add_special_tokens=False)
+        messages = [turn.prompt]
+        if config.sft.with_skills:
+            messages.append(
+                add_skills_to_message(
+                    teacher_context(spec.skill_library or spec.name, turn.task), turn.prompt
+                )
+            )
+        for message in messages:
+            prompt_ids = chat_prompt_ids(tokenizer, message)
+            if len(prompt_ids) <= config.rollout.max_prompt_tokens:
+                prompts.append(prompt_ids)
+                replies.append(reply_ids)
+    episodes = len({turn.task.task_id for turn in turns})
+    return prompts, replies, {"tasks": len(task_ids), "expert_won_episodes": episodes, "pairs": len(prompts)}
+
+
+def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
+    """Train on demonstrations and save the merged model + tokenizer in `output_dir`; returns a summary."""
+    sft = config.sft
+    torch.manual_seed(config.seed)
+    model_config = dataclasses.replace(config.model, lora_rank=sft.lora_rank)
+    model, tokenizer = load_model(model_config)
+    prompts, replies, counts = demonstration_pairs(config, tokenizer)
+    if not prompts:
+        raise RuntimeError("the expert produced no demonstrations; check env.split / sft.split and sft.games")
+    log(f"sft: {counts['pairs']} demonstration turns from {counts['expert_won_episodes']} expert episodes")
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=sft.lr, weight_decay=0.0)
+    order_rng = random.Random(config.seed)
+    losses, started = [], time.perf_counter()
+    model.train()
+    for epoch in range(sft.epochs):
+        order = list(range(len(prompts)))
+        order_rng.shuffle(order)
+        epoch_losses = []
+        for begin in range(0, len(order), sft.batch_rows):
+            rows = order[begin : begin + sft.batch_rows]
+            optimizer.zero_grad(set_to_none=True)
+            total_tokens = sum(len(replies[i]) for i in rows)
+            batch_loss = 0.0
+            for micro in range(0, len(rows), config.trainer.micro_batch_rows):
+                chunk = rows[micro : micro + config.trainer.micro_batch_rows]
+                input_ids, attention_mask, response_mask, start = pack_sequences(
+                    [prompts[i] for i in chunk], [replies[i] for i in chunk], tokenizer.pad_token_id
+                )
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.trainer.autocast_bf16):
+                    logprobs, _ = token_logprobs(model, input_ids, attention_mask, start=start)
+                loss = (
+                    -(logprobs[:, start:] * response_mask).sum() / total_tokens
+                )  # token-mean over the batch
+                loss.backward()
+                batch_loss += float(loss.detach())
+            torch.nn.utils.clip_grad_norm_(parameters, config.trainer.grad_clip or float("inf"))
+            optimizer.step()
+            epoch_losses.append(batch_loss)
+        losses += epoch_losses
+        log(f"sft: epoch {epoch + 1}/{sft.epochs} mean loss {sum(epoch_losses) / len(epoch_losses):.4f}")
+    model.eval()
+    if sft.lora_rank > 0:
+        model = model.merge_and_unload()
+    _save_atomically(model, tokenizer, Path(output_dir))
+    summary = {
+        **counts,
+        "epochs": sft.epochs,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "seconds": round(time.perf_counter() - started, 1),
+        "losses": [round(x, 5) for x in losses],
+    }
+    (Path(output_dir) / "sft_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _save_atomically(model, tokenizer, output_dir: Path) -> None:
+    staging = output_dir.with_name(f".tmp-{output_dir.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(staging, output_dir)
+
+
+def warm_start(config: Config, *, log=print) -> Path:
+    """The cached SFT model directory for this config (trained on first use)."""
+    directory = cache_root(config) / warm_start_key(config)
+    if (directory / "sft_summary.json").exists():
+        log(f"sft: reusing the cached warm start {directory}")
+        return directory
+    log(f"sft: training a warm start (cached in {directory})")
+    train_sft(config, directory, log=log)
+    return directory
+
+
+def with_warm_start(config: Config, *, log=print) -> Config:
+    """The config to train from: model.name pointing at the (cached) SFT model when sft.warm_start is on."""
+    if not config.sft.warm_start:
+        return config
+    directory = warm_start(config, log=log)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, name=str(directory)))
