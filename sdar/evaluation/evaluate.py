@@ -34,6 +34,7 @@ from sdar.envs import env_factory, get_env_spec, make_env
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
 from sdar.envs.pool import EnvPool
 from sdar.evaluation.panels import TASK_TYPE_LABELS, Panel, build_panel, portable_task_id
+from sdar.training.checkpoint import load_trainable_weights
 
 EXPERT_TIMEOUT_S = 600.0  # the planner can take minutes on a few games before its plan is cached
 WEIGHT_FIELDS = ("name", "lora_rank", "lora_alpha", "lora_target_modules")  # model fields a checkpoint fixes
@@ -169,39 +170,6 @@ def check_model_matches(config: Config, checkpoint: Path) -> None:
             f"checkpoint {checkpoint} was trained with {', '.join(differences)}; evaluate with the run's "
             f"config (sdar eval {checkpoint.parent.parent / 'config.yaml'} ...) or override those fields"
         )
-
-
-def load_trainable_weights(checkpoint: Path, model) -> int:
-    """Copy a checkpoint's trainable.safetensors into the model's parameters; returns how many tensors."""
-    import torch
-    from safetensors.torch import load_file
-
-    from sdar.training.checkpoint import WEIGHTS
-
-    weights = load_file(Path(checkpoint) / WEIGHTS)
-    parameters = dict(model.named_parameters())
-    missing = [name for name in weights if name not in parameters]
-    if missing:
-        raise ValueError(
-            f"checkpoint {checkpoint} has weights this model lacks (e.g. {missing[0]}); wrong model/LoRA?"
-        )
-    untouched = [name for name, p in parameters.items() if p.requires_grad and name not in weights]
-    if untouched:
-        raise ValueError(
-            f"checkpoint {checkpoint} lacks trainable weights of this model (e.g. {untouched[0]}); "
-            f"wrong model/LoRA settings?"
-        )
-    shapes = [name for name, value in weights.items() if value.shape != parameters[name].shape]
-    if shapes:
-        name = shapes[0]
-        raise ValueError(
-            f"checkpoint {checkpoint}: {name} has shape {tuple(weights[name].shape)}, the model "
-            f"{tuple(parameters[name].shape)}; wrong model/LoRA settings?"
-        )
-    with torch.no_grad():
-        for name, value in weights.items():
-            parameters[name].copy_(value)
-    return len(weights)
 
 
 def checkpoint_step(checkpoint: Path) -> int | None:

@@ -91,18 +91,40 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore weights, optimizer, scheduler and RNG in place; returns the saved trainer state (with step)."""
-    weights = load_file(Path(path) / WEIGHTS)
+def load_trainable_weights(checkpoint: Path, model) -> int:
+    """Copy a checkpoint's trainable.safetensors into the model's parameters; returns how many tensors.
+
+    Refuses a checkpoint whose names or shapes do not match the model's trainable parameters exactly.
+    """
+    weights = load_file(Path(checkpoint) / WEIGHTS)
     parameters = dict(model.named_parameters())
     missing = [name for name in weights if name not in parameters]
     if missing:
         raise ValueError(
-            f"checkpoint {path} has weights this model lacks (e.g. {missing[0]}); wrong model/LoRA?"
+            f"checkpoint {checkpoint} has weights this model lacks (e.g. {missing[0]}); wrong model/LoRA?"
+        )
+    untouched = [name for name, p in parameters.items() if p.requires_grad and name not in weights]
+    if untouched:
+        raise ValueError(
+            f"checkpoint {checkpoint} lacks trainable weights of this model (e.g. {untouched[0]}); "
+            f"wrong model/LoRA settings?"
+        )
+    shapes = [name for name, value in weights.items() if value.shape != parameters[name].shape]
+    if shapes:
+        name = shapes[0]
+        raise ValueError(
+            f"checkpoint {checkpoint}: {name} has shape {tuple(weights[name].shape)}, the model "
+            f"{tuple(parameters[name].shape)}; wrong model/LoRA settings?"
         )
     with torch.no_grad():
         for name, value in weights.items():
             parameters[name].copy_(value)
+    return len(weights)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG in place; returns the saved trainer state (with step)."""
+    load_trainable_weights(path, model)
     state = torch.load(Path(path) / STATE, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
