@@ -68,16 +68,16 @@ def build_config(args):
     return load_config(preset, overrides)
 
 
-def timed(functions: dict, repeats: int, before=None) -> dict[str, float]:
-    """Median seconds of each function over `repeats` rounds (after one untimed warm-up round)."""
+def timed(functions: dict, repeats: int, warmup: int, before=None) -> dict[str, float]:
+    """Median seconds of each function over `repeats` rounds, after `warmup` untimed rounds."""
     seconds: dict[str, list[float]] = {name: [] for name in functions}
-    for round_index in range(repeats + 1):
+    for round_index in range(warmup + repeats):
         for name, function in functions.items():
             if before is not None:
                 before()
             begin = time.perf_counter()
             function()
-            if round_index:
+            if round_index >= warmup:
                 seconds[name].append(time.perf_counter() - begin)
     return {name: statistics.median(values) for name, values in seconds.items()}
 
@@ -183,25 +183,27 @@ def step_cost(args) -> None:
             batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
             phases = Phases(trainer, turns, batch)
             report_shape(config, trainer, turns, phases, stats, setup)
-            seconds = timed(
-                {
-                    "old log-probs": phases.old,
-                    "ref log-probs": phases.ref,
-                    "teacher prompts (build + tokenize)": phases.teacher_prompts,
-                    "teacher log-probs, shared prefix": lambda: phases.teacher(True),
-                    "teacher log-probs, full prompt per row": lambda: phases.teacher(False),
-                    "update, GRPO": lambda: phases.update("grpo"),
-                    "update, SDAR (+ distillation term)": lambda: phases.update("sdar"),
-                },
-                args.repeats,
-                before=phases.restore,
-            )
+            functions = {
+                "old log-probs": phases.old,
+                "ref log-probs": phases.ref,
+                "teacher prompts (build + tokenize)": phases.teacher_prompts,
+                "teacher log-probs, shared prefix": lambda: phases.teacher(True),
+                "teacher log-probs, full prompt per row": lambda: phases.teacher(False),
+                "update, GRPO": lambda: phases.update("grpo"),
+                "update, SDAR (+ distillation term)": lambda: phases.update("sdar"),
+            }
+            if args.no_full_prompt:
+                del functions["teacher log-probs, full prompt per row"]
+            seconds = timed(functions, args.repeats, args.warmup, before=phases.restore)
         finally:
             trainer.close()
     rollout_s = stats["train/time_s"]
     seconds["rollout (generation + env, once)"] = rollout_s
     width = max(map(len, seconds))
-    print(f"\nmedian of {args.repeats} (after one warm-up), {torch.get_num_threads()} thread(s):")
+    print(
+        f"\nmedian of {args.repeats} (after {args.warmup} warm-up round(s); old, ref and teacher ran once "
+        f"before), {torch.get_num_threads()} thread(s):"
+    )
     for name, value in seconds.items():
         print(f"  {name:{width}s} {value * 1000:10.1f} ms")
     grpo = seconds["old log-probs"] + seconds["ref log-probs"] + seconds["update, GRPO"]
@@ -215,6 +217,8 @@ def step_cost(args) -> None:
     )
     for label, key in (("shared prefix", "teacher log-probs, shared prefix"),
                        ("no shared prefix", "teacher log-probs, full prompt per row")):  # fmt: skip
+        if key not in seconds:
+            continue
         sdar = sdar_base + seconds[key]
         print(
             f"SDAR / GRPO, {label:16s}: training phases {sdar / grpo:.3f} (SDAR {sdar:.3f} s), "
@@ -306,6 +310,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=0, help="untimed rounds before the timed ones")
+    parser.add_argument(
+        "--no-full-prompt", action="store_true", help="skip the teacher without shared prefix"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")
     parser.add_argument("--memory", action="store_true", help="also measure the memory step (child process)")

@@ -64,7 +64,11 @@ class RolloutSession:
         return teacher_context(self.skill_library, task)
 
     def rollout(self, step: int, *, seed: int) -> tuple[list[Episode], dict]:
-        """Spec §5 steps 1-3: B sampled tasks x G episodes, rewards per row."""
+        """Spec §5 steps 1-3: B sampled tasks x G episodes, rewards per row.
+
+        Episodes that an env failure ended (engine crash, timeout) are left out of training: an engine fault
+        is not the policy's failure. They are counted in `train/failed_episodes`.
+        """
         rollout = self.config.rollout
         tasks = sample_tasks(self.train_tasks, step, rollout.tasks_per_step, self.config.seed)
         result = collect_episodes(
@@ -76,7 +80,13 @@ class RolloutSession:
             _with_seed(self.settings, seed),
             skills_for=self._skills_for if self.method.student_sees_skills else None,
         )
-        return result.episodes, {f"train/{key}": value for key, value in result.stats.as_dict().items()}
+        stats = {f"train/{key}": value for key, value in result.stats.as_dict().items()}
+        episodes = [episode for episode in result.episodes if not episode.error]
+        if not episodes:
+            raise RuntimeError(
+                f"step {step + 1}: every episode ended in an env failure, e.g. {result.episodes[0].error}"
+            )
+        return episodes, stats
 
     def teacher_logprobs(self, turns: list[Turn], batch: Batch) -> torch.Tensor:
         """Spec §5 step 5: teacher log-probs of the student's tokens, [N, T] like batch.response_mask."""

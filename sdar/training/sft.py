@@ -29,6 +29,7 @@ from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
 from sdar.skills import teacher_context
 
 SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
+DEMO_MAX_TURNS = 50  # the expert's episode limit, independent of the policy's env.max_turns
 
 
 def cache_root(config: Config) -> Path:
@@ -64,7 +65,7 @@ def demonstration_pairs(config: Config, tokenizer) -> tuple[list[list[int]], lis
             expert_demonstrations(
                 env,
                 task_ids,
-                max_turns=config.env.max_turns,
+                max_turns=DEMO_MAX_TURNS,
                 render_prompt=render,
                 render_reply=default_reply,
             )
