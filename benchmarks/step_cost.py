@@ -20,6 +20,7 @@ RSS after loading, and the peak RSS (VmHWM, reset after loading) during the step
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import resource
@@ -68,25 +69,33 @@ def build_config(args):
     return load_config(preset, overrides)
 
 
-def timed(functions: dict, repeats: int, warmup: int, before=None) -> dict[str, float]:
-    """Median seconds of each function over `repeats` rounds, after `warmup` untimed rounds."""
-    seconds: dict[str, list[float]] = {name: [] for name in functions}
+def timed(functions: dict, repeats: int, warmup: int, before=None) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) median seconds of each function over `repeats` rounds, after `warmup` untimed rounds.
+
+    CPU time (this process, one thread) is what the ratios use: other jobs on a shared machine stretch wall
+    time by tens of percent from one call to the next, but barely this process's own CPU time.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in functions}
+    cpu: dict[str, list[float]] = {name: [] for name in functions}
     for round_index in range(warmup + repeats):
         for name, function in functions.items():
             if before is not None:
                 before()
-            begin = time.perf_counter()
+            begin, begin_cpu = time.perf_counter(), time.process_time()
             function()
             if round_index >= warmup:
-                seconds[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+                wall[name].append(time.perf_counter() - begin)
+                cpu[name].append(time.process_time() - begin_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in functions}
 
 
 class Phases:
     """Each phase of a step on one fixed batch, through the library calls the trainer makes."""
 
-    def __init__(self, trainer: Trainer, turns, batch):
+    def __init__(self, trainer: Trainer, turns, batch, measure=contextlib.nullcontext, score_bf16=False):
         self.trainer, self.turns, self.batch = trainer, turns, batch
+        # What-if (not what the trainer does today): the no-grad passes under the update's bf16 autocast.
+        self.scoring = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=score_bf16)
         config = trainer.config
         self.micro = config.trainer.micro_batch_rows
         self.skill_library = trainer.session.skill_library
@@ -99,9 +108,12 @@ class Phases:
         batch.advantages = advantages_from_config(
             config.algorithm, batch.rewards, batch.group_index, batch.episode_index
         )
-        batch.old_logprobs = self.old()
-        batch.ref_logprobs = self.ref()
-        batch.teacher_logprobs = self.teacher(True)
+        with measure("old log-probs"):
+            batch.old_logprobs = self.old()
+        with measure("ref log-probs"):
+            batch.ref_logprobs = self.ref()
+        with measure("teacher log-probs, shared prefix"):
+            batch.teacher_logprobs = self.teacher(True)
         self.snapshot = (
             {name: value.clone() for name, value in trainable_state(trainer.model).items()},
             copy.deepcopy(trainer.optimizer.state_dict()),
@@ -119,14 +131,16 @@ class Phases:
         self.trainer.scheduler.load_state_dict(scheduler)
 
     def old(self):
-        return score_batch(self.trainer.model, self.batch, micro_batch_rows=self.micro)[0]
+        with self.scoring():
+            return score_batch(self.trainer.model, self.batch, micro_batch_rows=self.micro)[0]
 
     def ref(self):
-        return self.trainer.reference_logprobs(self.batch)
+        with self.scoring():
+            return self.trainer.reference_logprobs(self.batch)
 
     def teacher(self, share_prefix: bool, prompts=None):
         config = self.trainer.config
-        with self.trainer.session.teacher.scoring_model() as model:
+        with self.scoring(), self.trainer.session.teacher.scoring_model() as model:
             return teacher_logprobs(
                 model,
                 self.trainer.tokenizer,
@@ -181,7 +195,7 @@ def step_cost(args) -> None:
             episodes, stats = trainer.session.rollout(0, seed=step_seed(config.seed, 0))
             turns = [turn for episode in episodes for turn in episode.turns]
             batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
-            phases = Phases(trainer, turns, batch)
+            phases = Phases(trainer, turns, batch, score_bf16=args.score_bf16)
             report_shape(config, trainer, turns, phases, stats, setup)
             functions = {
                 "old log-probs": phases.old,
@@ -190,7 +204,7 @@ def step_cost(args) -> None:
                 "teacher log-probs, shared prefix": lambda: phases.teacher(True),
                 "teacher log-probs, full prompt per row": lambda: phases.teacher(False),
                 "update, GRPO": lambda: phases.update("grpo"),
-                "update, SDAR (+ distillation term)": lambda: phases.update("sdar"),
+                "update, SDAR (+ distillation)": lambda: phases.update("sdar"),
             }
             if args.no_full_prompt:
                 del functions["teacher log-probs, full prompt per row"]
@@ -198,32 +212,34 @@ def step_cost(args) -> None:
         finally:
             trainer.close()
     rollout_s = stats["train/time_s"]
-    seconds["rollout (generation + env, once)"] = rollout_s
     width = max(map(len, seconds))
     print(
         f"\nmedian of {args.repeats} (after {args.warmup} warm-up round(s); old, ref and teacher ran once "
-        f"before), {torch.get_num_threads()} thread(s):"
+        f"before), {torch.get_num_threads()} thread(s){', scoring in bf16 autocast' * args.score_bf16}:"
+        f"\n  {'phase':{width}s} {'wall ms':>10s} {'CPU ms':>10s}"
     )
-    for name, value in seconds.items():
-        print(f"  {name:{width}s} {value * 1000:10.1f} ms")
-    grpo = seconds["old log-probs"] + seconds["ref log-probs"] + seconds["update, GRPO"]
-    sdar_base = (
-        seconds["old log-probs"] + seconds["ref log-probs"] + seconds["update, SDAR (+ distillation term)"]
-    )
-    sdar_base += seconds["teacher prompts (build + tokenize)"]
-    print(
-        f"GRPO step (old + ref + update): {grpo:.3f} s; distillation term in the update: "
-        f"{seconds['update, SDAR (+ distillation term)'] - seconds['update, GRPO']:+.3f} s"
-    )
-    for label, key in (("shared prefix", "teacher log-probs, shared prefix"),
-                       ("no shared prefix", "teacher log-probs, full prompt per row")):  # fmt: skip
-        if key not in seconds:
-            continue
-        sdar = sdar_base + seconds[key]
-        print(
-            f"SDAR / GRPO, {label:16s}: training phases {sdar / grpo:.3f} (SDAR {sdar:.3f} s), "
-            f"with the rollout {(sdar + rollout_s) / (grpo + rollout_s):.3f}"
+    for name, (wall, cpu) in seconds.items():
+        print(f"  {name:{width}s} {wall * 1000:10.1f} {cpu * 1000:10.1f}")
+    print(f"  {'rollout (generation + env, once)':{width}s} {rollout_s * 1000:10.1f}")
+    for column, clock in ((1, "CPU"), (0, "wall")):
+        time_of = {name: values[column] for name, values in seconds.items()}
+        grpo = time_of["old log-probs"] + time_of["ref log-probs"] + time_of["update, GRPO"]
+        sdar_base = (
+            time_of["old log-probs"] + time_of["ref log-probs"] + time_of["update, SDAR (+ distillation)"]
         )
+        sdar_base += time_of["teacher prompts (build + tokenize)"]
+        print(
+            f"{clock} time: GRPO step (old + ref + update) {grpo:.3f} s; the distillation term adds "
+            f"{time_of['update, SDAR (+ distillation)'] - time_of['update, GRPO']:+.3f} s to the update"
+        )
+        for label, key in (("shared prefix", "teacher log-probs, shared prefix"),
+                           ("no shared prefix", "teacher log-probs, full prompt per row")):  # fmt: skip
+            if key in time_of:
+                sdar = sdar_base + time_of[key]
+                print(
+                    f"  SDAR / GRPO, {label:16s}: training phases {sdar / grpo:.3f} (SDAR {sdar:.3f} s), "
+                    f"with the rollout's wall time in both {(sdar + rollout_s) / (grpo + rollout_s):.3f}"
+                )
 
 
 def report_shape(config, trainer, turns, phases, stats, setup) -> None:
@@ -253,10 +269,26 @@ def report_shape(config, trainer, turns, phases, stats, setup) -> None:
 
 # ---- memory ------------------------------------------------------------------------------------------------
 def memory_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak since start or the last reset) of this process, in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+class PeakMemory:
+    """`with peaks(name): ...` records the peak RSS inside the block (VmHWM reset on entry, Linux >= 4.0)."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        Path("/proc/self/clear_refs").write_text("5")
+        try:
+            yield
+        finally:
+            self.peaks[name] = memory_kib("VmHWM")
 
 
 def memory_step(args) -> None:
@@ -279,10 +311,10 @@ def memory_step(args) -> None:
             )
             batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
             loaded_rss, loaded_peak = memory_kib("VmRSS"), memory_kib("VmHWM")
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the step's own peak from here on
-            phases = Phases(trainer, turns, batch)  # old, ref and teacher passes
-            phases.update("sdar")
-            step_peak = memory_kib("VmHWM")
+            peaks = PeakMemory()
+            phases = Phases(trainer, turns, batch, measure=peaks)  # old, ref and teacher passes
+            with peaks("update, SDAR"):
+                phases.update("sdar")
         finally:
             trainer.close()
     gib = 1024**2
@@ -293,7 +325,9 @@ def memory_step(args) -> None:
         f"{tuple(batch.input_ids.shape)} (teacher prompts +{skill_tokens:.0f} skill tokens), micro-batch "
         f"{config.trainer.micro_batch_rows}, autocast bf16 {config.trainer.autocast_bf16}:\n"
         f"  RSS after load {loaded_rss / gib:.2f} GiB (peak while loading {loaded_peak / gib:.2f} GiB)\n"
-        f"  peak RSS during the step {step_peak / gib:.2f} GiB (process maximum {process_peak / gib:.2f} GiB)"
+        + "".join(f"  peak RSS during {name}: {kib / gib:.2f} GiB\n" for name, kib in peaks.peaks.items())
+        + f"  peak RSS of the step {max(peaks.peaks.values()) / gib:.2f} GiB "
+        f"({max(peaks.peaks.values()) * 1024 / 1e9:.2f} GB; process maximum {process_peak / gib:.2f} GiB)"
     )
 
 
@@ -313,6 +347,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=0, help="untimed rounds before the timed ones")
     parser.add_argument(
         "--no-full-prompt", action="store_true", help="skip the teacher without shared prefix"
+    )
+    parser.add_argument(
+        "--score-bf16", action="store_true", help="what-if: old/ref/teacher passes under bf16 autocast"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")

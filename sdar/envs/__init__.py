@@ -18,32 +18,36 @@ from sdar.rollout.parsing import parse_action_reply
 
 ACTION_STOP = ("</action>",)
 
-register_env(
-    EnvSpec(
-        name="alfworld",
-        factory=make_alfworld_env,
-        description="ALFWorld household text games, official json_2.1.1 splits (train, valid_seen, ...)",
+def _alfworld_spec(name: str, factory, description: str, check) -> EnvSpec:
+    """Both ALFWorld envs share the prompt, the reply format and the skill library."""
+    return EnvSpec(
+        name=name,
+        factory=factory,
+        description=description,
         build_prompt=build_alfworld_prompt,
         parse_reply=parse_action_reply,
         stop_strings=ACTION_STOP,
         skill_library="alfworld",
         task_types=TASK_TYPES,
         requires="alfworld",
-        check=check_alfworld,
+        check=check,
+    )
+
+
+register_env(
+    _alfworld_spec(
+        "alfworld",
+        make_alfworld_env,
+        "ALFWorld household text games, official json_2.1.1 splits (train, valid_seen, ...)",
+        check_alfworld,
     )
 )
 register_env(
-    EnvSpec(
-        name="alfworld-gen",
-        factory=make_generated_env,
-        description="generated ALFWorld games on the real engine, no data needed (splits train, valid, test)",
-        build_prompt=build_alfworld_prompt,
-        parse_reply=parse_action_reply,
-        stop_strings=ACTION_STOP,
-        skill_library="alfworld",
-        task_types=TASK_TYPES,
-        requires="alfworld",
-        check=alfworld_engine_missing,
+    _alfworld_spec(
+        "alfworld-gen",
+        make_generated_env,
+        "generated ALFWorld games on the real engine, no data needed (splits train, valid, test)",
+        alfworld_engine_missing,
     )
 )
 

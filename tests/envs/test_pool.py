@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +144,39 @@ def test_answers_of_an_interrupted_call_are_not_taken_for_the_next(monkeypatch):
             pool.step_many([(0, "a"), (1, "a")])  # sent, never collected
         results = pool.step_many([(1, "b"), (0, "b")])
         assert [r.observation for r in results] == ["y:2:b", "x:2:b"]
+
+
+def test_a_pool_left_open_is_reaped_at_interpreter_exit(tmp_path):
+    script = (
+        "import functools\n"
+        "from sdar.envs.pool import EnvPool\n"
+        "from sdar.envs.alfworld.env import AlfworldEnv\n"
+        "pool = EnvPool(functools.partial(AlfworldEnv, game_dirs=[]), num_slots=2, num_workers=2)\n"
+        "print(' '.join(str(worker.process.pid) for worker in pool._workers), flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_workers_leave_when_the_parent_is_killed():
+    script = (
+        "import functools, os, signal\n"
+        "from sdar.envs.pool import EnvPool\n"
+        "from sdar.envs.alfworld.env import AlfworldEnv\n"
+        "pool = EnvPool(functools.partial(AlfworldEnv, game_dirs=[]), num_slots=2, num_workers=2)\n"
+        "print(' '.join(str(worker.process.pid) for worker in pool._workers), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 2 and done.returncode == -9
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
