@@ -1,12 +1,14 @@
 """Cost of an SDAR step against a GRPO step on the SAME batch, and the peak memory of a LoRA training step.
 
-    python benchmarks/step_cost.py                                      # tiny model (smoke preset), ~1 min
-    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16  # the quickstart shape
-    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --memory-only
+    python benchmarks/step_cost.py                                      # tiny model (smoke preset), ~30 s
+    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --tasks 4 --group-size 4 \
+        --max-turns 1 --max-new-tokens 64                               # the quickstart shape, ~6 min
+    python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --memory-only   # 8 rows x 512 tokens
 
 One rollout is collected with the trainer's own session (`Trainer.session.rollout`, spec §5 steps 1-3), packed
 into one batch, and every phase is then timed on that batch (median of --repeats, phases round robin so that
-load drifts hit all alike; the weights, optimizer and scheduler are restored before each update):
+load drifts hit all alike, CPU time of this process next to wall time; the weights, optimizer and scheduler
+are restored before each update):
     GRPO step = old log-probs + ref log-probs + update (PPO-clip + entropy + KL)
     SDAR step = the same + teacher log-probs + the distillation term in the update
 with the teacher's shared skill prefix on and off (`teacher.share_prefix`). The ratio is printed for the
@@ -14,7 +16,7 @@ training phases alone (the target: SDAR / GRPO <= 1.10) and with the rollout's t
 
 Memory (a fresh child process, so nothing else sits in its RSS): the model with LoRA, then one full SDAR step
 (old, ref, teacher, update) on --memory-rows synthetic ALFWorld rows of --memory-tokens tokens. Reported: the
-RSS after loading, and the peak RSS (VmHWM, reset after loading) during the step. Target: <= 6 GB.
+RSS after loading, and the peak RSS (VmHWM, reset before each phase) of each phase. Target: <= 6 GB.
 """
 
 from __future__ import annotations
@@ -73,12 +75,16 @@ def timed(functions: dict, repeats: int, warmup: int, before=None) -> dict[str, 
     """(wall, CPU) median seconds of each function over `repeats` rounds, after `warmup` untimed rounds.
 
     CPU time (this process, one thread) is what the ratios use: other jobs on a shared machine stretch wall
-    time by tens of percent from one call to the next, but barely this process's own CPU time.
+    time by tens of percent from one call to the next, but barely this process's own CPU time. The last two
+    functions (the two updates) swap places every other round, so neither always runs first.
     """
     wall: dict[str, list[float]] = {name: [] for name in functions}
     cpu: dict[str, list[float]] = {name: [] for name in functions}
     for round_index in range(warmup + repeats):
-        for name, function in functions.items():
+        order = list(functions.items())
+        if round_index % 2:
+            order[-2:] = order[:-3:-1]
+        for name, function in order:
             if before is not None:
                 before()
             begin, begin_cpu = time.perf_counter(), time.process_time()
@@ -197,6 +203,9 @@ def step_cost(args) -> None:
             batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
             phases = Phases(trainer, turns, batch, score_bf16=args.score_bf16)
             report_shape(config, trainer, turns, phases, stats, setup)
+            # Untimed: a process's first update pays one-time costs (up to ~7 s more at the quickstart shape:
+            # first touch of ~4 GB of activation memory, autograd and autocast set-up).
+            phases.update("sdar")
             functions = {
                 "old log-probs": phases.old,
                 "ref log-probs": phases.ref,
@@ -343,7 +352,7 @@ def main(argv=None) -> int:
     parser.add_argument("--group-size", type=int, default=None)
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2, help="an even count balances the updates' order")
     parser.add_argument("--warmup", type=int, default=0, help="untimed rounds before the timed ones")
     parser.add_argument(
         "--no-full-prompt", action="store_true", help="skip the teacher without shared prefix"

@@ -41,40 +41,43 @@ VARIANTS = {
 }
 
 
-def sdar_train(*arguments: str) -> subprocess.Popen:
+def sdar_train(log: Path, *arguments: str) -> subprocess.Popen:
+    """`sdar train ARGUMENTS` in a child process, its output to `log` (a pipe could fill up and block it)."""
     environment = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "sdar.cli", "train", *arguments],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sdar.cli", "train", *arguments],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def finish(process: subprocess.Popen, timeout: float = 300) -> None:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-3000:]
+def tail(log: Path) -> str:
+    return log.read_text()[-3000:]
 
 
-def kill_after_checkpoint(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 300) -> None:
+def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    assert process.wait(timeout=timeout) == 0, tail(log)
+
+
+def kill_after_checkpoint(
+    process: subprocess.Popen, log: Path, run_dir: Path, step: int, timeout: float = 300
+) -> None:
     """SIGKILL `process` as soon as checkpoints/latest names the checkpoint of `step`."""
     pointer, wanted = run_dir / "checkpoints" / "latest", f"step_{step:06d}"
     deadline = time.monotonic() + timeout
     while not (pointer.exists() and pointer.read_text() == wanted):
-        assert process.poll() is None, (
-            f"run ended before its checkpoint {wanted}: {process.stdout.read()[-3000:]}"
-        )
+        assert process.poll() is None, f"run ended before its checkpoint {wanted}: {tail(log)}"
         assert time.monotonic() < deadline, f"no checkpoint {wanted} after {timeout} s"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    assert process.wait(timeout=60) == -signal.SIGKILL
 
 
 def volatile(key: str) -> bool:
@@ -92,16 +95,18 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, variant, kill
     pytest.importorskip("alfworld")
     overrides = [*SHAPE, *VARIANTS[variant]]
     uninterrupted, killed = tmp_path / "A", tmp_path / "B"
-    run_a = sdar_train("smoke", *overrides, "--output", str(uninterrupted))  # A and B run side by side
-    run_b = sdar_train("smoke", *overrides, "--output", str(killed))
-    kill_after_checkpoint(run_b, killed, kill_step)
-    finish(run_a)
+    log_a, log_b, log_resume = (tmp_path / name for name in ("A.log", "B.log", "resume.log"))
+    run_a = sdar_train(log_a, "smoke", *overrides, "--output", str(uninterrupted))  # A and B side by side
+    run_b = sdar_train(log_b, "smoke", *overrides, "--output", str(killed))
+    kill_after_checkpoint(run_b, log_b, killed, kill_step)
+    finish(run_a, log_a)
     assert len(lines(killed / "metrics.jsonl")) in (kill_step, kill_step + 1)  # step k+1 may be logged
     # A kill in the middle of writing a log line leaves a torn line: the resume must drop it, not choke.
     for name in ("metrics.jsonl", "samples.jsonl"):
         with open(killed / name, "a") as handle:
             handle.write('{"step": 3, "train/won_r')
-    finish(sdar_train("--resume", str(killed)))
+    finish(sdar_train(log_resume, "--resume", str(killed)), log_resume)
+    assert f"steps {kill_step + 1}..3" in log_resume.read_text()  # it resumed, it did not start over
 
     final = Path("checkpoints") / "step_000003"
     weights_a, weights_b = (load_file(run / final / checkpoint.WEIGHTS) for run in (uninterrupted, killed))
