@@ -18,6 +18,7 @@ from sdar.rollout.parsing import parse_action_reply
 
 ACTION_STOP = ("</action>",)
 
+
 def _alfworld_spec(name: str, factory, description: str, check) -> EnvSpec:
     """Both ALFWorld envs share the prompt, the reply format and the skill library."""
     return EnvSpec(
