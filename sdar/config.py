@@ -162,9 +162,11 @@ class TrainerConfig(_Section):
     autocast_bf16: bool = False
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
     save_every: int = bounded(10, 0)
-    eval_every: int = bounded(0, 0)
+    eval_every: int = bounded(0, 0, help="evaluate the eval panel every N steps into RUN/eval/step_<N>")
     # Evaluate the eval panel before the first and after the last step (RUN/eval/step_0 and RUN/eval/final).
     eval_at_ends: bool = True
+    # The step-0 half of eval_at_ends; off when several runs share one warm start evaluated once elsewhere.
+    eval_at_start: bool = True
     tensorboard: bool = True  # TensorBoard event files in RUN/tensorboard when the package is installed
     wandb_project: str = ""  # "" = no Weights & Biases logging; else the project (needs `pip install wandb`)
 

@@ -1,41 +1,72 @@
-"""The CPU reproduction's driver (experiments/cpu_reproduction/run.py): stages, resume, what is left."""
+"""The CPU reproduction's driver (experiments/cpu_reproduction/run.py): stages, resume, order, needs."""
 
 import importlib.util
+import sys
+import threading
 from pathlib import Path
 
 DRIVER = Path(__file__).parents[1] / "experiments" / "cpu_reproduction" / "run.py"
 
 
-def load_driver(results: Path):
+def load_driver(results: Path, alfworld_data: Path | None = None):
     spec = importlib.util.spec_from_file_location("cpu_reproduction_run", DRIVER)
     driver = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = driver  # dataclasses look their module up while the file runs
     spec.loader.exec_module(driver)
     driver.RESULTS = results
+    driver.ALFWORLD_DATA = alfworld_data or results / "no-alfworld-data"
+    driver.SFT = driver.Stage("warm-start", "sft", results / "sft" / "done", ["sdar", "sft"])
     return driver
 
 
-def test_a_run_trains_fresh_then_resumes_then_evaluates_held_out_panels(tmp_path):
+def finish(stage) -> None:
+    stage.done.parent.mkdir(parents=True, exist_ok=True)
+    stage.done.write_text("{}")
+
+
+def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
     driver = load_driver(tmp_path)
     run_dir = tmp_path / "sdar-s1"
-    (name, done, command), *evaluations = driver.stages(run_dir)
-    assert name == "train" and done == run_dir / "eval" / "final" / "summary.json"
+    train = driver.train_stage("sdar-s1")
+    assert train.done == run_dir / "eval" / "final" / "summary.json" and train.needs == (driver.SFT.key,)
     fresh = ["train", str(driver.CONFIG), "algorithm.method=sdar", "seed=1", "--output", str(run_dir)]
-    assert command[-6:] == fresh
+    assert train.command[-6:] == fresh
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "latest").write_text("step_000003")
-    assert driver.stages(run_dir)[0][2][-2:] == ["--resume", str(run_dir)]
-    assert [stage for stage, _, _ in evaluations] == ["eval test", "eval valid_seen"]
-    assert "eval.split=test" in evaluations[0][2] and "eval.split=valid_seen" in evaluations[1][2]
+    assert driver.train_stage("sdar-s1").command[-2:] == ["--resume", str(run_dir)]
+    valid_seen = driver.valid_seen_stage("sdar-s1")
+    assert valid_seen.needs == ("sdar-s1: train",) and "eval.split=valid_seen" in valid_seen.command
+    assert valid_seen.command[valid_seen.command.index("--checkpoint") + 1] == str(run_dir)
+    warm = driver.valid_seen_stage(driver.WARM_START)
+    assert "--checkpoint" not in warm.command and "sft.warm_start=false" in warm.command
 
 
-def test_pending_lists_seed_major_and_skips_finished_stages(tmp_path):
-    driver = load_driver(tmp_path)
-    left = [(run_dir.name, stage) for run_dir, stage, _ in driver.pending(["grpo", "sdar"], [0, 1])]
-    assert left[0] == ("grpo-s0", "train") and left.index(("sdar-s0", "train")) < left.index(
-        ("grpo-s1", "train")
-    )
-    for stage in ("final", "test"):
-        (tmp_path / "grpo-s0" / "eval" / stage).mkdir(parents=True)
-        (tmp_path / "grpo-s0" / "eval" / stage / "summary.json").write_text("{}")
-    left = [(run_dir.name, stage) for run_dir, stage, _ in driver.pending(["grpo"], [0])]
-    assert ("grpo-s0", "train") not in left and ("grpo-s0", "eval test") not in left
+def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(tmp_path):
+    driver = load_driver(tmp_path, alfworld_data=tmp_path)
+    keys = [stage.key for stage in driver.pending(["grpo", "sdar"], [0, 1])]
+    assert keys[:3] == ["warm-start: sft", "warm-start: valid_seen", "grpo-s0: train"]
+    assert keys.index("sdar-s0: train") < keys.index("grpo-s1: train") < keys.index("grpo-s0: valid_seen")
+    finish(driver.SFT)
+    finish(driver.train_stage("grpo-s0"))
+    keys = [stage.key for stage in driver.pending(["grpo"], [0])]
+    assert keys == ["warm-start: valid_seen", "grpo-s0: valid_seen"]
+    assert [stage.key for stage in load_driver(tmp_path).pending(["grpo"], [0])] == []  # no ALFWorld data
+
+
+def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
+    driver = load_driver(tmp_path, alfworld_data=tmp_path)
+    scheduler = driver.Scheduler(driver.pending(["grpo"], [0]), deadline=None)
+    first = scheduler.next()
+    assert first.key == "warm-start: sft"
+    handed = []
+    waiter = threading.Thread(target=lambda: handed.append(scheduler.next()))
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and not handed  # everything else needs the warm start
+    scheduler.finished(first, "done")
+    waiter.join(timeout=5)
+    assert handed[0].key == "warm-start: valid_seen"
+    assert scheduler.next().key == "grpo-s0: train"
+    scheduler.finished(handed[0], "done")
+    scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
+    assert scheduler.next() is None

@@ -1,17 +1,25 @@
-"""Run the CPU-scale reproduction in resumable pieces: every (method, seed) run, then its held-out evals.
+"""Run the CPU-scale reproduction in resumable pieces: every (method, seed) run, then its ALFWorld evaluation.
 
-    python experiments/cpu_reproduction/run.py                     # everything not done yet, no time limit
-    python experiments/cpu_reproduction/run.py --budget-minutes 120 --methods sdar grpo --seeds 0
-    python experiments/cpu_reproduction/run.py --status            # what is done, what is left
+    python experiments/cpu_reproduction/run.py --workers 2 --budget-minutes 150   # what is left, 2 at a time
+    python experiments/cpu_reproduction/run.py --methods sdar grpo --seeds 0      # a subset
+    python experiments/cpu_reproduction/run.py --status                           # what is done, what is left
 
-Each run lives in results/<method>-s<seed>/ and goes through three stages, each skipped once done:
+First the shared SFT warm start (`sdar sft config.yaml`, cached; about 30 min when it is not). Then every
+run lives in results/<method>-s<seed>/ and has two stages, each skipped once done:
 1. train: `sdar train config.yaml algorithm.method=M seed=S` (checkpoint every step), or `sdar train --resume`
-   when the run has a checkpoint; the run's own eval/step_0 and eval/final play the generated valid panel;
-2. eval/test: the final checkpoint on the held-out generated test panel;
-3. eval/valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; its first 36 games with
-   20 turns each, see VALID_SEEN_GAMES; skipped when ../shared/data/alfworld is missing).
-A piece that runs past the budget is killed; its run resumes from its last checkpoint next time, bit-identical
-to an uninterrupted run (tests/training/test_resume.py). Checkpoints and TensorBoard files stay out of git
+   when the run has a checkpoint; the trainer evaluates the generated valid panel at steps 6 and 12
+   (eval/step_6, eval/final);
+2. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; its first 36 games with 20
+   turns each, see VALID_SEEN_GAMES; skipped when ../shared/data/alfworld is missing).
+The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
+measurement (teacher_vs_student/plain, what eval/step_0 of every run would be) and on valid_seen in
+results/warm-start-valid_seen/. The training stages come before the runs' valid_seen stages, so a short
+budget buys comparable runs first.
+
+`--workers N` plays N stages at a time, each with cores / N threads (decoding a small batch uses a second
+thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread process). A stage that runs past
+the budget is killed; its run resumes from its last checkpoint next time, bit-identical to an
+uninterrupted run (tests/training/test_resume.py). Checkpoints and TensorBoard files stay out of git
 (.gitignore); config.yaml, metrics.jsonl, samples.jsonl and eval/ are the committed raw results.
 """
 
@@ -21,7 +29,10 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,28 +44,28 @@ ALFWORLD_DATA = HERE.parents[1].parent / "shared" / "data" / "alfworld"
 # ALFWorld valid_seen at CPU scale: the first 36 of its 140 games (fixed order, all six task types) with 20
 # turns each. The full protocol (140 games x 50 turns) costs about 2.5 h per checkpoint on 2 cores.
 VALID_SEEN_GAMES, VALID_SEEN_TURNS = 36, 20
+WARM_START = "warm-start"
+
+
+@dataclass(frozen=True)
+class Stage:
+    run: str  # results/<run>/ (the pieces.log lives there)
+    name: str
+    done: Path  # the file that marks it done
+    command: list[str]
+    needs: tuple[str, ...] = ()  # keys of the stages that must be done first
+
+    @property
+    def key(self) -> str:
+        return f"{self.run}: {self.name}"
 
 
 def sdar(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "sdar.cli", *arguments]
 
 
-def stages(run_dir: Path) -> list[tuple[str, Path, list[str]]]:
-    """(name, file that marks it done, command) of each stage of one run, in order."""
-    method, seed = run_dir.name.rsplit("-s", 1)
-    if (run_dir / "checkpoints" / "latest").is_file():
-        train = sdar("train", "--resume", str(run_dir))
-    else:
-        train = sdar(
-            "train", str(CONFIG), f"algorithm.method={method}", f"seed={seed}", "--output", str(run_dir)
-        )
-    checkpoint = ["--checkpoint", str(run_dir)]
-    test = sdar(
-        "eval", *checkpoint, "eval.split=test", "eval.num_tasks=0", "--output", str(run_dir / "eval" / "test")
-    )
-    valid_seen = sdar(
-        "eval",
-        *checkpoint,
+def valid_seen_arguments(output: Path) -> list[str]:
+    return [
         "env.name=alfworld",
         f"env.data_dir={ALFWORLD_DATA}",
         "env.options={}",
@@ -62,37 +73,65 @@ def stages(run_dir: Path) -> list[tuple[str, Path, list[str]]]:
         "eval.split=valid_seen",
         f"eval.num_tasks={VALID_SEEN_GAMES}",
         "--output",
-        str(run_dir / "eval" / "valid_seen"),
-    )
-    return [
-        ("train", run_dir / "eval" / "final" / "summary.json", train),
-        ("eval test", run_dir / "eval" / "test" / "summary.json", test),
-        ("eval valid_seen", run_dir / "eval" / "valid_seen" / "summary.json", valid_seen),
+        str(output),
     ]
 
 
-def pending(methods, seeds) -> list[tuple[Path, str, list[str]]]:
-    """Every stage not done yet, seed-major (all methods of seed 0 first, so a partial result compares)."""
-    work = []
-    for seed in seeds:
-        for method in methods:
-            run_dir = RESULTS / f"{method}-s{seed}"
-            for name, done, command in stages(run_dir):
-                if name == "eval valid_seen" and not ALFWORLD_DATA.is_dir():
-                    continue
-                if not done.is_file():
-                    work.append((run_dir, name, command))
-    return work
+def warm_start_directory() -> Path:
+    """Where `sdar sft config.yaml` caches the warm start (the same key the trainer computes)."""
+    from sdar.config import load_config
+    from sdar.training.sft import cache_root, warm_start_key
+
+    config = load_config(str(CONFIG))
+    return cache_root(config) / warm_start_key(config)
 
 
-def run_piece(command: list[str], log: Path, seconds_left: float | None) -> str:
+SFT = Stage(WARM_START, "sft", warm_start_directory() / "sft_summary.json", sdar("sft", str(CONFIG)))
+
+
+def train_stage(run: str) -> Stage:
+    run_dir = RESULTS / run
+    method, seed = run.rsplit("-s", 1)
+    if (run_dir / "checkpoints" / "latest").is_file():
+        command = sdar("train", "--resume", str(run_dir))
+    else:
+        command = sdar(
+            "train", str(CONFIG), f"algorithm.method={method}", f"seed={seed}", "--output", str(run_dir)
+        )
+    return Stage(run, "train", run_dir / "eval" / "final" / "summary.json", command, needs=(SFT.key,))
+
+
+def valid_seen_stage(run: str) -> Stage:
+    """valid_seen of a run's final checkpoint, or of the warm start (the experiment config, no checkpoint)."""
+    if run == WARM_START:  # the warm-start model itself: its key is computed on the generated env
+        output = RESULTS / f"{WARM_START}-valid_seen"
+        model = [f"model.name={warm_start_directory()}", "sft.warm_start=false"]
+        command = sdar("eval", str(CONFIG), *model, *valid_seen_arguments(output))
+        return Stage(run, "valid_seen", output / "summary.json", command, needs=(SFT.key,))
+    output = RESULTS / run / "eval" / "valid_seen"
+    command = sdar("eval", "--checkpoint", str(RESULTS / run), *valid_seen_arguments(output))
+    return Stage(run, "valid_seen", output / "summary.json", command, needs=(f"{run}: train",))
+
+
+def pending(methods, seeds) -> list[Stage]:
+    """Every stage not done yet: the warm start (and its valid_seen), then the training stages seed-major (all
+    methods of seed 0 first, so a partial result compares), then the runs' valid_seen stages."""
+    runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
+    stages = [SFT, *(train_stage(run) for run in runs)]
+    if ALFWORLD_DATA.is_dir():
+        stages = [SFT, valid_seen_stage(WARM_START), *stages[1:], *(valid_seen_stage(run) for run in runs)]
+    return [stage for stage in stages if not stage.done.is_file()]
+
+
+def run_stage(stage: Stage, threads: int, seconds_left: float | None) -> str:
     """Run one stage; 'done', 'failed' or 'out of time' (the child is killed; its run resumes later)."""
+    log = RESULTS / stage.run / "pieces.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(log, "a") as output:
-        output.write(f"\n$ {' '.join(command)}\n")
+        output.write(f"\n$ OMP_NUM_THREADS={threads} {' '.join(stage.command)}\n")
         output.flush()
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(stage.command, stdout=output, stderr=subprocess.STDOUT, env=environment)
         try:
             code = process.wait(timeout=seconds_left)
         except subprocess.TimeoutExpired:
@@ -102,38 +141,86 @@ def run_piece(command: list[str], log: Path, seconds_left: float | None) -> str:
     return "done" if code == 0 else "failed"
 
 
+class Scheduler:
+    """Hands stages to workers in order; a stage waits until the stages it needs are done."""
+
+    def __init__(self, stages: list[Stage], deadline: float | None):
+        self.stages, self.deadline = list(stages), deadline
+        self.lock = threading.Condition()
+        self.running: set[str] = set()
+        self.stopped = False
+        self.failures: list[str] = []
+
+    def next(self) -> Stage | None:
+        with self.lock:
+            while True:
+                if self.stopped or not self.stages or self.seconds_left() == 0:
+                    return None
+                ready = [stage for stage in self.stages if self.ready(stage)]
+                if ready:
+                    stage = ready[0]
+                    self.stages.remove(stage)
+                    self.running.add(stage.key)
+                    return stage
+                self.lock.wait(timeout=10)
+
+    def ready(self, stage: Stage) -> bool:
+        waiting = self.running | {other.key for other in self.stages}
+        return not waiting.intersection(stage.needs)
+
+    def finished(self, stage: Stage, outcome: str) -> None:
+        with self.lock:
+            self.running.discard(stage.key)
+            if outcome != "done":
+                self.stopped = True  # out of time or failed: stop handing out stages
+                if outcome == "failed":
+                    self.failures.append(
+                        f"{stage.run}: {stage.name} failed; see {RESULTS / stage.run / 'pieces.log'}"
+                    )
+            self.lock.notify_all()
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+
+def work(scheduler: Scheduler, threads: int) -> None:
+    while (stage := scheduler.next()) is not None:
+        started = time.monotonic()
+        outcome = run_stage(stage, threads, scheduler.seconds_left())
+        minutes = (time.monotonic() - started) / 60
+        print(f"{stage.run}: {stage.name}: {outcome} after {minutes:.1f} min", flush=True)
+        scheduler.finished(stage, outcome)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--workers", type=int, default=1, help="stages played at a time")
     parser.add_argument("--status", action="store_true", help="list the stages left and exit")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
 
-    work = pending(args.methods, args.seeds)
-    if args.status or not work:
-        for run_dir, name, _ in work:
-            print(f"left: {run_dir.name}: {name}")
-        print(f"{len(work)} stage(s) left")
+    stages = pending(args.methods, args.seeds)
+    if args.status or not stages:
+        for stage in stages:
+            print(f"left: {stage.run}: {stage.name}")
+        print(f"{len(stages)} stage(s) left")
         return 0
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
-    for run_dir, name, command in work:
-        seconds_left = None if deadline is None else deadline - time.monotonic()
-        if seconds_left is not None and seconds_left <= 0:
-            print("budget spent; run again to continue")
-            return 0
-        started = time.monotonic()
-        outcome = run_piece(command, run_dir / "pieces.log", seconds_left)
-        print(
-            f"{run_dir.name}: {name}: {outcome} after {(time.monotonic() - started) / 60:.1f} min", flush=True
-        )
-        if outcome == "failed":
-            print(f"see {run_dir / 'pieces.log'}", file=sys.stderr)
-            return 1
-        if outcome == "out of time":
-            print("budget spent; run again to continue")
-            return 0
-    return 0
+    scheduler = Scheduler(stages, deadline)
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    with ThreadPoolExecutor(args.workers) as pool:
+        workers = [pool.submit(work, scheduler, threads) for _ in range(args.workers)]
+    for worker in workers:
+        worker.result()  # re-raise a worker's exception
+    for failure in scheduler.failures:
+        print(failure, file=sys.stderr)
+    left = len(pending(args.methods, args.seeds))
+    print(f"{left} stage(s) left" + ("; run again to continue" if left else ""))
+    return 1 if scheduler.failures else 0
 
 
 if __name__ == "__main__":

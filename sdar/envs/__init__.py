@@ -69,7 +69,7 @@ def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
 def env_factory(env_config) -> partial:
     """A picklable zero-argument factory of the configured env (fails early if it cannot run here)."""
     spec, arguments = _factory_arguments(env_config)
-    problem = spec.check()
+    problem = spec.check(arguments.get("data_dir"))  # the configured data folder, not just $ENV_DATA
     if problem is not None:
         raise ImportError(f"env {spec.name!r} cannot run here: {problem}")
     return partial(spec.factory, **arguments)

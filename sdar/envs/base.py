@@ -99,7 +99,8 @@ class EnvSpec:
     # The paper's "Avg": success over all "episodes" (ALFWorld, WebShop), or the plain mean over "task_types"
     # (Search-QA: the mean of the datasets, spec §7).
     average: str = "episodes"
-    check: Callable[[], str | None] = lambda: None  # returns why the env cannot run here, or None
+    # check(data_dir=None): why the env cannot run here (with env.data_dir when set), or None
+    check: Callable[..., str | None] = lambda data_dir=None: None
 
 
 ENVS: dict[str, EnvSpec] = {}

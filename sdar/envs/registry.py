@@ -15,8 +15,8 @@ from sdar.envs.base import missing_package_or_data
 ALFWORLD_INSTALL_HINT = "pip install 'sdar[alfworld]'"
 
 
-def alfworld_engine_missing() -> str | None:
-    """Why the ALFWorld engine cannot be imported here, or None."""
+def alfworld_engine_missing(data_dir=None) -> str | None:
+    """Why the ALFWorld engine cannot be imported here, or None (`data_dir` is not needed)."""
     missing = [name for name in ("alfworld", "textworld") if importlib.util.find_spec(name) is None]
     if missing:
         return f"package {' and '.join(missing)} not installed: {ALFWORLD_INSTALL_HINT}"

@@ -11,7 +11,6 @@ import torch
 from sdar.algorithms import get_method
 from sdar.config import Config
 from sdar.envs import env_factory, get_env_spec
-from sdar.envs.base import metric_means
 from sdar.envs.pool import EnvPool
 from sdar.models.generation import HFBackend
 from sdar.records import Batch, Episode, Turn
@@ -124,34 +123,6 @@ class RolloutSession:
         if self.teacher is not None:
             self.teacher.update()
 
-    def validate(self, seed: int) -> dict:
-        """Spec §5 step 9: one episode per task of the fixed evaluation panel, at the eval temperature, with
-        the training prompts (room for the teacher's skills reserved; Skill-GRPO's student sees skills)."""
-        from sdar.evaluation.evaluate import play_model
-        from sdar.evaluation.panels import build_panel
-
-        evaluation = self.config.eval
-        panel = build_panel(self.pool.task_ids, self.config.env.name, evaluation.split, evaluation.num_tasks)
-        settings = _with_seed(self.settings, seed, group_size=1, temperature=evaluation.temperature)
-        skills_for = self._skills_for if self.method.student_sees_skills else None
-        records = play_model(
-            self.pool,
-            self.env_spec,
-            self.backend,
-            self.tokenizer,
-            panel,
-            settings,
-            seed,
-            skills_for=skills_for,
-        )
-        metrics = {
-            "val/won_rate": sum(r.won for r in records) / max(len(records), 1),
-            "val/episodes": len(records),
-        }
-        means = metric_means([r.metrics for r in records])
-        metrics.update({f"val/{name}_mean": mean for name, mean in means.items()})
-        return metrics
-
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
         """The first `limit` episodes, turn by turn, with per-token gap Δ = teacher − old and gate σ(βΔ)."""
         samples, row = [], 0
@@ -205,7 +176,7 @@ class RolloutSession:
         self.pool.close()
 
 
-def _with_seed(settings: RolloutSettings, seed: int, **changes) -> RolloutSettings:
+def _with_seed(settings: RolloutSettings, seed: int) -> RolloutSettings:
     from dataclasses import replace
 
-    return replace(settings, seed=seed, **changes)
+    return replace(settings, seed=seed)

@@ -6,11 +6,12 @@
     6    ref       = log-probs of the initial model (KL term)
     7    advantages (GRPO/RLOO; never modified by SDAR)
     8    update    = one epoch of PPO-clip + entropy + KL + λ·distillation over mini-batches
-    9    validate on a fixed panel every `trainer.eval_every` steps
+    9    validate on the fixed `eval` panel every `trainer.eval_every` steps, into `RUN/eval/step_<n>/`
 
 With `trainer.eval_at_ends`, the run also evaluates the `eval` panel before its first step (after any SFT
-warm start) and after its last, exactly as `sdar eval --checkpoint` would, into `RUN/eval/step_0/` and
-`RUN/eval/final/` (summary.json + episodes.jsonl): the success before/after that the run reports.
+warm start; skipped with `trainer.eval_at_start: false`) and after its last, into `RUN/eval/step_0/` and
+`RUN/eval/final/`. Every evaluation plays exactly what `sdar eval --checkpoint` plays on the saved weights and
+writes what it writes (summary.json + episodes.jsonl); its success is logged as `val/won_rate`.
 
 Everything random in a step is drawn from generators seeded by (seed, step), so a run resumed from a
 checkpoint replays exactly what an uninterrupted run does.
@@ -42,6 +43,15 @@ from sdar.training.session import RolloutSession
 from sdar.training.update import UpdateState, bf16_autocast, policy_update, score_batch
 
 RANK_SALT = 104_729  # data parallelism: process r samples its rollout with salt r * RANK_SALT
+
+
+def validation_metrics(summary: dict) -> dict:
+    """`val/*` of one panel evaluation for metrics.jsonl: success, episodes and the env's metric means."""
+    if not summary:  # processes other than 0 do not evaluate
+        return {}
+    metrics = {"val/won_rate": summary["success_rate"], "val/episodes": summary["episodes"]}
+    metrics.update({f"val/{name}_mean": entry["mean"] for name, entry in summary.get("metrics", {}).items()})
+    return metrics
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -244,8 +254,9 @@ class Trainer:
         from sdar.evaluation.evaluate import evaluate_loaded
 
         config = dataclasses.replace(self.config, eval=dataclasses.replace(self.config.eval, policy="model"))
-        saved = checkpoint_path(self.run_dir, step)
-        checkpoint = {"path": saved.resolve().as_posix() if saved.is_dir() else None, "step": step}
+        saved = checkpoint_path(self.run_dir, step)  # a periodic evaluation runs just before the step's save
+        kept = saved.is_dir() or self._saves_at(step)
+        checkpoint = {"path": saved.resolve().as_posix() if kept else None, "step": step}
         self.model.eval()
         return evaluate_loaded(
             config,
@@ -259,28 +270,36 @@ class Trainer:
             else None,
         )
 
+    def _saves_at(self, step: int) -> bool:
+        every = self.config.trainer.save_every
+        return step > 0 and bool(every) and (step % every == 0 or step == self.config.trainer.steps)
+
     def train(self) -> list[dict]:
         config = self.config
         history = []
-        if config.trainer.eval_at_ends and self.start_step == 0:
+        trainer = config.trainer
+        if trainer.eval_at_ends and trainer.eval_at_start and self.start_step == 0:
             self.evaluations["before"] = self.evaluate_panel("step_0", 0)
-        for step in range(self.start_step, config.trainer.steps):
+        for step in range(self.start_step, trainer.steps):
             result = self.train_step(step)
             metrics = result.metrics
-            if config.trainer.eval_every and (step + 1) % config.trainer.eval_every == 0:
-                if self.parallel.is_main:
-                    metrics.update(self.session.validate(step_seed(config.seed, step, salt=2)))
-                self.parallel.barrier()
+            if any(isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k):
+                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
+            if trainer.eval_every and (step + 1) % trainer.eval_every == 0:
+                # The last step's is the run's `final` evaluation when eval_at_ends plays one.
+                last = step + 1 == trainer.steps
+                label = "final" if last and trainer.eval_at_ends else f"step_{step + 1}"
+                summary = self.evaluate_panel(label, step + 1)
+                if label == "final":
+                    self.evaluations["after"] = summary
+                metrics.update(validation_metrics(summary))
             self.logger.log_step(metrics)
             history.append(metrics)
             if self.progress:
                 self.progress.step_done(metrics)
-            if any(isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k):
-                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
-            last = step + 1 == config.trainer.steps
-            if config.trainer.save_every and ((step + 1) % config.trainer.save_every == 0 or last):
+            if self._saves_at(step + 1):
                 self._save(step + 1)
-        if config.trainer.eval_at_ends and not (self.run_dir / "eval" / "final" / "summary.json").exists():
+        if trainer.eval_at_ends and not (self.run_dir / "eval" / "final" / "summary.json").exists():
             self.evaluations["after"] = self.evaluate_panel("final", config.trainer.steps)
         for key, label in (("before", "step_0"), ("after", "final")):  # those of an earlier, resumed process
             path = self.run_dir / "eval" / label / "summary.json"

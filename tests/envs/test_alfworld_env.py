@@ -282,3 +282,16 @@ def test_real_expert_solves_a_few_games(real_env):
             if result.done:
                 break
         assert result.won, task_id
+
+
+@pytest.mark.skipif(not HAS_ENGINE, reason="needs the alfworld extra")
+def test_the_configured_data_dir_counts_when_the_environment_variable_is_unset(fake_root, monkeypatch):
+    """`env.data_dir` alone is enough for env_factory's check; with neither it names both ways to set it."""
+    from sdar.config import load_config
+    from sdar.envs import env_factory
+
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    config = load_config("smoke", ["env.name=alfworld", f"env.data_dir={fake_root}", "env.options={}"])
+    assert env_factory(config.env).keywords["data_dir"] == str(fake_root)
+    with pytest.raises(ImportError, match="env.data_dir.*ALFWORLD_DATA"):
+        env_factory(load_config("smoke", ["env.name=alfworld", "env.options={}"]).env)

@@ -87,3 +87,17 @@ def test_panel_evaluations_before_and_after_match_sdar_eval_of_the_saved_checkpo
         assert again["per_seed"] == recorded["per_seed"]
         episodes = (run_dir / "eval" / label / "episodes.jsonl").read_text()
         assert (tmp_path / label / "episodes.jsonl").read_text() == episodes
+
+
+def test_periodic_evaluations_write_eval_dirs_and_log_their_success(tmp_path):
+    """eval_every=1 over 2 steps: eval/step_1, then the last step's is eval/final; no step_0 when off."""
+    every = ["trainer.eval_every=1", "trainer.eval_at_ends=true", "trainer.eval_at_start=false"]
+    history, run_dir = run(tmp_path, "algorithm.method=grpo", "trainer.steps=2", "eval.num_tasks=2", *every)
+    assert sorted(path.name for path in (run_dir / "eval").iterdir()) == ["final", "step_1"]
+    for metrics, label in zip(history, ("step_1", "final"), strict=True):
+        summary = json.loads((run_dir / "eval" / label / "summary.json").read_text())
+        assert summary["checkpoint"]["step"] == metrics["step"]
+        assert summary["checkpoint"]["path"].endswith(f"step_{metrics['step']:06d}")
+        assert metrics["val/won_rate"] == summary["success_rate"] and metrics["val/episodes"] == 2
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["val/won_rate"] for entry in logged] == [m["val/won_rate"] for m in history]

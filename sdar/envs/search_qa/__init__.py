@@ -36,7 +36,7 @@ def make_search_qa_env(data_dir: str | None = None, **options) -> SearchQAEnv:
     return SearchQAEnv(resources, **env_settings)
 
 
-def check_search_qa() -> str | None:
+def check_search_qa(data_dir=None) -> str | None:
     """Why the env cannot run here (a missing package), or None; the data folder is checked at build time."""
     for module, package in (("bm25s", "bm25s"), ("pyarrow", "pyarrow")):
         if importlib.util.find_spec(module) is None:

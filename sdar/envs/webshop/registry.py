@@ -20,8 +20,8 @@ REAL_OPTIONS = ("max_steps", "price_seed", "reward")
 GENERATED_OPTIONS = ("max_steps", "products", "test_goals", "seed", "reward")
 
 
-def webshop_engine_missing() -> str | None:
-    """Why WebShop's search cannot run here (bm25s missing), or None."""
+def webshop_engine_missing(data_dir=None) -> str | None:
+    """Why WebShop's search cannot run here (bm25s missing), or None; the factory checks `data_dir`."""
     if importlib.util.find_spec("bm25s") is None:
         return f"package bm25s not installed: {BM25_INSTALL_HINT}"
     return None
