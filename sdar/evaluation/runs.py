@@ -173,15 +173,21 @@ def read_run(run_dir: str | Path) -> Run:
 def evaluation_as_run(eval_dir: Path) -> Run:
     """A standalone `sdar eval --output DIR`: a run with no metrics and one evaluation.
 
-    Its row is the trained method when a checkpoint was evaluated, else the policy (`expert`, `random`) or
-    `untrained` (a model evaluated without trained weights)."""
+    Its row is the trained method when a checkpoint was evaluated, else the policy (`expert`, `random`),
+    `warm start` (an SFT warm-start model, see `sdar.training.sft.is_warm_start`) or `untrained`; a model
+    that saw the skills in its prompt (`eval.student_skills`) gets ` + skills in prompt`."""
+    from sdar.training.sft import is_warm_start
+
     summary = read_summary(eval_dir / SUMMARY)
-    method, env, model, seed = _config_fields(summary.get("config") or {})
+    config = summary.get("config") or {}
+    method, env, model, seed = _config_fields(config)
     policy = summary.get("policy", "model")
     if policy != "model":
         method = str(policy)
     elif not summary.get("checkpoint"):
-        method = "untrained"
+        method = "warm start" if is_warm_start(model) else "untrained"
+    if policy == "model" and (config.get("eval") or {}).get("student_skills"):
+        method += " + skills in prompt"
     env = (summary.get("panel") or {}).get("env", env)
     return Run(
         eval_dir.name,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -191,6 +192,12 @@ def _save_atomically(model, tokenizer, output_dir: Path) -> None:
     if output_dir.exists():
         shutil.rmtree(output_dir)
     os.replace(staging, output_dir)
+
+
+def is_warm_start(model_name: str) -> bool:
+    """Whether a model name is a cached warm start: `<cache>/sft/<16 hex key>` (see `warm_start`)."""
+    path = Path(model_name)
+    return path.parent.name == "sft" and re.fullmatch(r"[0-9a-f]{16}", path.name) is not None
 
 
 def warm_start(config: Config, *, log=print) -> Path:

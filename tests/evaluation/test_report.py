@@ -349,6 +349,25 @@ def test_standalone_eval_directory_is_a_row(tmp_path):
     assert (run.method, run.metrics, len(run.evaluations)) == ("expert", [], 1)
 
 
+@pytest.mark.parametrize(
+    "model, student_skills, row",
+    [
+        ("smollm2-135m", False, "untrained"),
+        ("/cache/sdar/sft/f2655ecaa695579c", False, "warm start"),
+        ("/cache/sdar/sft/f2655ecaa695579c", True, "warm start + skills in prompt"),
+        ("/cache/elsewhere/f2655ecaa695579c", False, "untrained"),
+    ],
+)
+def test_a_standalone_model_evaluation_names_its_row_by_the_model_it_played(
+    tmp_path, model, student_skills, row
+):
+    config = {"model": {"name": model}, "eval": {"student_skills": student_skills}}
+    summary = make_summary({"pick_and_place_simple": (1, 4)}, policy="model", config=config)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (run,) = read_inputs([tmp_path])
+    assert run.method == row
+
+
 # ---- headless Chromium -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_report_html_renders_in_headless_chromium(tmp_path, chromium):
