@@ -1,0 +1,168 @@
+"""The experiment's report, and the README's results block, from the committed results only.
+
+    python experiments/cpu_reproduction/report.py          # report/ (Markdown, HTML, curves), README block
+    python experiments/cpu_reproduction/report.py --check  # exit 1 when README.md's block is out of date
+
+Inputs: every finished run under results/ (eval/final written) and the warm start's evaluations
+(teacher_vs_student/plain and /skills on the valid panel, results/warm-start-valid_seen on ALFWorld). The
+README block (between BEGIN and END) holds the final and best tables, the teacher-student gap dynamics and
+links to the curves; tests/test_experiment_report.py checks that it matches the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from sdar.evaluation.document import Paragraph, Table, to_markdown
+from sdar.evaluation.report import (
+    LEGEND,
+    best_evaluation,
+    build_tables,
+    final_evaluation,
+    table_block,
+    write_report,
+)
+from sdar.evaluation.runs import Run, metric_value, read_inputs
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+README = ROOT / "README.md"
+REPORT = HERE / "report"
+METHODS = ("grpo", "grpo_opsd", "sdar")
+SEEDS = (0, 1, 2)
+WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
+BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py`; do not edit by hand -->"
+END = "<!-- results: end -->"
+GENERATED_PANEL = "alfworld-gen/valid"
+
+
+def finished_runs(results: Path) -> list[Path]:
+    return sorted(
+        path for path in results.glob("*-s[0-9]*") if (path / "eval" / "final" / "summary.json").is_file()
+    )
+
+
+def inputs(here: Path = HERE) -> list[Path]:
+    evaluations = [here / name for name in WARM_START_EVALS if (here / name / "summary.json").is_file()]
+    return finished_runs(here / "results") + evaluations
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "–"
+    text = f"{statistics.fmean(values):+.{digits}f}"
+    return text + (f" ± {statistics.pstdev(values):.{digits}f}" if len(values) > 1 else "")
+
+
+def dynamics_table(runs: list[Run]) -> Table:
+    """Per method, mean ± std over its seeds: the teacher-student gap and gate at the first and last step,
+    training success over all steps, and two signs of instability (lowest valid-action ratio, largest
+    gradient norm)."""
+
+    def first(run: Run, key: str) -> float | None:
+        return next((v for m in run.metrics if (v := metric_value(m, key)) is not None), None)
+
+    def last(run: Run, key: str) -> float | None:
+        return next((v for m in reversed(run.metrics) if (v := metric_value(m, key)) is not None), None)
+
+    def over_steps(run: Run, key: str, reduce) -> float | None:
+        values = [v for m in run.metrics if (v := metric_value(m, key)) is not None]
+        return reduce(values) if values else None
+
+    columns = (
+        ("gap Δ, step 1", lambda r: first(r, "distill/gap_mean")),
+        ("gap Δ, last step", lambda r: last(r, "distill/gap_mean")),
+        ("Δ > 0 share, step 1", lambda r: first(r, "distill/positive_gap_ratio")),
+        ("Δ > 0 share, last step", lambda r: last(r, "distill/positive_gap_ratio")),
+        ("gate mean, last step", lambda r: last(r, "distill/gate_mean")),
+        ("train success, all steps", lambda r: over_steps(r, "train/won_rate", statistics.fmean)),
+        ("lowest valid-action ratio", lambda r: over_steps(r, "train/valid_action_ratio", min)),
+        ("largest grad norm", lambda r: over_steps(r, "grad/norm", max)),
+    )
+    rows = []
+    for method in sorted({run.method for run in runs}):
+        mine = [run for run in runs if run.method == method]
+        cells = []
+        for _, value in columns:
+            values = [v for run in mine if (v := value(run)) is not None]
+            cells.append(_mean_std(values))
+        steps = sorted({run.metrics[-1]["step"] for run in mine})
+        rows.append((method, str(len(mine)), "/".join(map(str, steps)), *cells))
+    return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
+
+
+def progress_line(runs: list[Run]) -> str:
+    done = {(run.method, run.seed) for run in runs}
+    parts = [f"{method} {sum((method, seed) in done for seed in SEEDS)}/{len(SEEDS)}" for method in METHODS]
+    return "Finished runs (seeds): " + ", ".join(parts) + "."
+
+
+def results_block(here: Path = HERE) -> str:
+    """The README's results block: what the committed results give, as Markdown."""
+    everything = read_inputs(inputs(here))
+    runs = [run for run in everything if run.metrics]
+    blocks = [Paragraph(progress_line(runs)), Paragraph(LEGEND)]
+    for title, choose, panels in (
+        ("Final evaluation (runs: step 12; warm start: before any RL step)", final_evaluation, None),
+        ("Best of the evaluations at steps 6 and 12", best_evaluation, {GENERATED_PANEL}),
+    ):
+        blocks.append(Paragraph(f"**{title}**"))
+        for table in build_tables(everything, choose):
+            if panels is None or table.name in panels:
+                blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
+    blocks += [
+        Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
+        dynamics_table(runs),
+    ]
+    curves = ", ".join(
+        f"[{stem.replace('_', ' ')}]({relative(REPORT / f'{stem}.png')})"
+        for stem in ("success", "gap_mean", "positive_gap_ratio", "gate_mean", "valid_action_ratio")
+    )
+    blocks.append(
+        Paragraph(
+            f"Curves: {curves}; the full report: [{relative(REPORT / 'report.md')}]"
+            f"({relative(REPORT / 'report.md')})."
+        )
+    )
+    return to_markdown(blocks).strip()
+
+
+def splice(readme: str, block: str) -> str:
+    """README text with the text between BEGIN and END replaced by `block`."""
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or readme.index(BEGIN) > readme.index(END):
+        raise SystemExit(f"{README}: needs exactly one {BEGIN!r} line followed by one {END!r} line")
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    args = parser.parse_args()
+    readme = README.read_text(encoding="utf-8")
+    updated = splice(readme, results_block())
+    if args.check:
+        if updated != readme:
+            print(f"{README} is out of date: run python {relative(Path(__file__))}", file=sys.stderr)
+            return 1
+        print(f"{README}: the results block matches the committed results")
+        return 0
+    command = f"python {relative(Path(__file__))}"
+    written = write_report(inputs(), REPORT, command=command)
+    README.write_text(updated, encoding="utf-8")
+    print(
+        f"report: {relative(written['markdown'])} ({len(written) - 2} plots); README.md results block updated"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
