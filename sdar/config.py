@@ -197,6 +197,9 @@ class EvalConfig(_Section):
     policy: str = choice("model", ("model", "expert", "random", "no_search"), "no_search: Search-QA only")
     split: str = "valid_seen"
     num_tasks: int = bounded(0, 0, help="0 = the whole panel")
+    # num_tasks evenly spaced over the split's fixed order instead of its first ones (ALFWorld lists its games
+    # grouped by task type, so its first 36 valid_seen games are all Look or Pick; 36 spread cover all six)
+    spread: bool = False
     seeds: tuple = (0,)
     temperature: float = bounded(0.4, 0.0)
     # The model policy sees the env's routed skills in its prompt (the paper's Skill-Prompt baseline, and the

@@ -9,8 +9,9 @@ run lives in results/<method>-s<seed>/ and has two stages, each skipped once don
 1. train: `sdar train config.yaml algorithm.method=M seed=S` (checkpoint every step), or `sdar train --resume`
    when the run has a checkpoint; the trainer evaluates the generated valid panel at steps 6 and 12
    (eval/step_6, eval/final);
-2. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; its first 36 games with 20
-   turns each, see VALID_SEEN_GAMES; skipped when ../shared/data/alfworld is missing).
+2. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; 36 of its 140 games evenly
+   spread over its fixed order, so all six task types, 20 turns each, see VALID_SEEN_GAMES; skipped when
+   ../shared/data/alfworld is missing).
 The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
 measurement (teacher_vs_student/plain, what eval/step_0 of every run would be) and on valid_seen in
 results/warm-start-valid_seen/. The training stages come before the runs' valid_seen stages, so a short
@@ -41,8 +42,9 @@ RESULTS = HERE / "results"
 METHODS = ("grpo", "sdar", "grpo_opsd")  # the order runs start in: the headline comparison first
 SEEDS = (0, 1, 2)
 ALFWORLD_DATA = HERE.parents[1].parent / "shared" / "data" / "alfworld"
-# ALFWorld valid_seen at CPU scale: the first 36 of its 140 games (fixed order, all six task types) with 20
-# turns each. The full protocol (140 games x 50 turns) costs about 2.5 h per checkpoint on 2 cores.
+# ALFWorld valid_seen at CPU scale: 36 of its 140 games evenly spread over the fixed order (its first 36 are
+# all Look or Pick games; spread, every type is in: Pick 9, Clean 7, Cool 6, Pick2 6, Look 4, Heat 4) with 20
+# turns each. The full protocol (140 games x 50 turns) costs several hours per checkpoint on 2 cores.
 VALID_SEEN_GAMES, VALID_SEEN_TURNS = 36, 20
 WARM_START = "warm-start"
 
@@ -72,6 +74,7 @@ def valid_seen_arguments(output: Path) -> list[str]:
         f"env.max_turns={VALID_SEEN_TURNS}",
         "eval.split=valid_seen",
         f"eval.num_tasks={VALID_SEEN_GAMES}",
+        "eval.spread=true",
         "--output",
         str(output),
     ]

@@ -218,7 +218,9 @@ def evaluate(
 
     lister = make_env(env)  # list the panel before loading a model or spawning workers: fail fast
     try:
-        panel = build_panel(lister.task_ids, env.name, evaluation.split, evaluation.num_tasks)
+        panel = build_panel(
+            lister.task_ids, env.name, evaluation.split, evaluation.num_tasks, evaluation.spread
+        )
     finally:
         lister.close()
 
@@ -270,7 +272,10 @@ def evaluate_loaded(
     `sdar eval --checkpoint` plays on the saved weights. `checkpoint` = {"path", "step"} for the summary."""
     started = time.perf_counter()
     seeds = _seeds(config.eval.seeds)
-    panel = build_panel(pool.task_ids, config.env.name, config.eval.split, config.eval.num_tasks)
+    evaluation = config.eval
+    panel = build_panel(
+        pool.task_ids, config.env.name, evaluation.split, evaluation.num_tasks, evaluation.spread
+    )
     records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress)
     summary = summary_of(config, records, seeds, panel, checkpoint, started, started)
     write_results(output_dir, summary, records)

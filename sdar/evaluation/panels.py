@@ -1,12 +1,13 @@
 """Fixed evaluation panels (spec §7): the env's tasks of one split, in the env's own fixed order.
 
-A panel is the first `num_tasks` tasks (0 = all) of `env.task_ids(split)`. Its fingerprint is the first 16
-hex digits of sha256 over the newline-joined PORTABLE task ids, so two results with the same fingerprint were
-measured on the same tasks, whatever machine produced them. A portable id drops the machine-specific part
-of a path id: an absolute path keeps its last three components (for generated ALFWorld games
-`<generator settings key>/<task folder>/<trial>`; for official games given as folders
-`<split>/<task>/<trial>`, the shape of the official env's relative ids); any other id (relative path, goal
-index, question id) is kept as is.
+A panel is the first `num_tasks` tasks (0 = all) of `env.task_ids(split)`, or with `spread` that many tasks
+evenly spaced over the split's order (a subset that keeps every task type when the order groups them). Its
+fingerprint is the first 16 hex digits of sha256 over the newline-joined PORTABLE task ids, so two results
+with the same fingerprint were measured on the same tasks, whatever machine produced them. A portable id
+drops the machine-specific part of a path id: an absolute path keeps its last three components (for
+generated ALFWorld games `<generator settings key>/<task folder>/<trial>`; for official games given as
+folders `<split>/<task>/<trial>`, the shape of the official env's relative ids); any other id (relative
+path, goal index, question id) is kept as is.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ class Panel:
     split: str
     task_ids: tuple[str, ...]
     available: int  # tasks in the whole split
+    spread: bool = False  # the tasks are evenly spaced over the split, not its first ones
 
     @property
     def name(self) -> str:
-        """e.g. `alfworld/valid_seen` (whole split) or `alfworld-gen/valid[:6]` (its first 6 tasks)."""
-        cut = "" if len(self.task_ids) == self.available else f"[:{len(self.task_ids)}]"
-        return f"{self.env}/{self.split}{cut}"
+        """e.g. `alfworld/valid_seen` (whole split), `alfworld-gen/valid[:6]` (its first 6 tasks) or
+        `alfworld/valid_seen[36 spread]` (36 tasks evenly spaced over it)."""
+        size = len(self.task_ids)
+        if size == self.available:
+            return f"{self.env}/{self.split}"
+        return f"{self.env}/{self.split}" + (f"[{size} spread]" if self.spread else f"[:{size}]")
 
     @property
     def fingerprint(self) -> str:
@@ -70,7 +75,7 @@ class Panel:
         }
 
 
-def build_panel(list_tasks, env_name: str, split: str, num_tasks: int = 0) -> Panel:
+def build_panel(list_tasks, env_name: str, split: str, num_tasks: int = 0, spread: bool = False) -> Panel:
     """`list_tasks(split)` (an env's or a pool's `task_ids`) -> the panel; a bad split is a ConfigError."""
     try:
         task_ids = list(list_tasks(split))
@@ -82,5 +87,10 @@ def build_panel(list_tasks, env_name: str, split: str, num_tasks: int = 0) -> Pa
         ) from None
     if not task_ids:
         raise ConfigError(f"eval.split={split!r}: env {env_name!r} has no tasks in that split")
-    chosen = task_ids[:num_tasks] if num_tasks else task_ids
-    return Panel(env_name, split, tuple(chosen), len(task_ids))
+    if not num_tasks or num_tasks >= len(task_ids):
+        chosen = task_ids
+    elif spread:  # task i of n sits at floor(i * available / n): first task kept, the rest evenly spaced
+        chosen = [task_ids[i * len(task_ids) // num_tasks] for i in range(num_tasks)]
+    else:
+        chosen = task_ids[:num_tasks]
+    return Panel(env_name, split, tuple(chosen), len(task_ids), spread=spread)

@@ -63,6 +63,23 @@ def test_panel_is_the_first_tasks_in_env_order_with_a_portable_fingerprint():
     assert len(panel.fingerprint) == 16 and panel.describe()["size"] == 3
 
 
+def test_a_spread_panel_keeps_every_task_type_of_a_split_listed_by_type():
+    """ALFWorld lists valid_seen grouped by type: its first tasks are one type, a spread subset covers all."""
+    types = ["look", "pick", "clean", "heat", "cool", "pick2"]
+    ids = [f"valid_seen/{kind}-{i}/trial" for kind in types for i in range(10)]
+    panel = build_panel(lambda split: ids, "alfworld", "valid_seen", num_tasks=12, spread=True)
+    assert panel.name == "alfworld/valid_seen[12 spread]" and panel.available == 60
+    assert panel.task_ids == tuple(ids[::5]) and panel.task_ids[0] == ids[0]
+    assert {task_id.split("/")[1].split("-")[0] for task_id in panel.task_ids} == set(types)
+    first = build_panel(lambda split: ids, "alfworld", "valid_seen", num_tasks=12)
+    assert {task_id.split("-")[0] for task_id in first.task_ids} == {"valid_seen/look", "valid_seen/pick"}
+    assert panel.fingerprint != first.fingerprint
+    uneven = build_panel(lambda split: ids[:7], "alfworld", "valid_seen", num_tasks=3, spread=True)
+    assert uneven.task_ids == (ids[0], ids[2], ids[4])  # floor(i * 7 / 3)
+    whole = build_panel(lambda split: ids, "alfworld", "valid_seen", num_tasks=60, spread=True)
+    assert whole.task_ids == tuple(ids) and whole.name == "alfworld/valid_seen"
+
+
 def test_unknown_split_is_a_config_error_listing_the_env_splits(tmp_path):
     with pytest.raises(ConfigError, match="alfworld-gen has splits train, valid, test"):
         evaluate(smoke("eval.policy=random", "eval.split=valid_seen"), output_dir=tmp_path)
