@@ -44,8 +44,12 @@ def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
 def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(tmp_path):
     driver = load_driver(tmp_path, alfworld_data=tmp_path)
     keys = [stage.key for stage in driver.pending(["grpo", "sdar"], [0, 1])]
-    assert keys[:3] == ["warm-start: sft", "warm-start: valid_seen", "grpo-s0: train"]
-    assert keys.index("sdar-s0: train") < keys.index("grpo-s1: train") < keys.index("grpo-s0: valid_seen")
+    assert keys[:3] == ["warm-start: sft", "grpo-s0: train", "sdar-s0: train"]
+    assert (
+        keys.index("grpo-s1: train")
+        < keys.index("warm-start: valid_seen")
+        < keys.index("grpo-s0: valid_seen")
+    )
     finish(driver.SFT)
     finish(driver.train_stage("grpo-s0"))
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
@@ -65,8 +69,9 @@ def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
     assert waiter.is_alive() and not handed  # everything else needs the warm start
     scheduler.finished(first, "done")
     waiter.join(timeout=5)
-    assert handed[0].key == "warm-start: valid_seen"
-    assert scheduler.next().key == "grpo-s0: train"
+    assert handed[0].key == "grpo-s0: train"
+    assert scheduler.next().key == "warm-start: valid_seen"  # grpo-s0's valid_seen waits for its training
     scheduler.finished(handed[0], "done")
+    assert scheduler.next().key == "grpo-s0: valid_seen"
     scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
     assert scheduler.next() is None

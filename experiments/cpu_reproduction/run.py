@@ -14,8 +14,8 @@ run lives in results/<method>-s<seed>/ and has two stages, each skipped once don
    ../shared/data/alfworld is missing).
 The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
 measurement (teacher_vs_student/plain, what eval/step_0 of every run would be) and on valid_seen in
-results/warm-start-valid_seen/. The training stages come before the runs' valid_seen stages, so a short
-budget buys comparable runs first.
+results/warm-start-valid_seen/. Every training stage comes before any valid_seen stage, so a short budget
+buys comparable runs first.
 
 `--workers N` plays N stages at a time, each with cores / N threads (decoding a small batch uses a second
 thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread process). A stage that runs past
@@ -117,12 +117,12 @@ def valid_seen_stage(run: str) -> Stage:
 
 
 def pending(methods, seeds) -> list[Stage]:
-    """Every stage not done yet: the warm start (and its valid_seen), then the training stages seed-major (all
-    methods of seed 0 first, so a partial result compares), then the runs' valid_seen stages."""
+    """Every stage not done yet: the warm start, the training stages seed-major (all methods of seed 0 first,
+    so a partial result compares), then the valid_seen stages (the warm start's first)."""
     runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
     stages = [SFT, *(train_stage(run) for run in runs)]
     if ALFWORLD_DATA.is_dir():
-        stages = [SFT, valid_seen_stage(WARM_START), *stages[1:], *(valid_seen_stage(run) for run in runs)]
+        stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
     return [stage for stage in stages if not stage.done.is_file()]
 
 
