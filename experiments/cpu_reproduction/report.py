@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from sdar.evaluation.document import Paragraph, Table, to_markdown
+from sdar.evaluation.plots import CURVES
 from sdar.evaluation.report import (
     LEGEND,
     best_evaluation,
@@ -54,10 +55,10 @@ def relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def _mean_std(values: list[float], digits: int = 3) -> str:
+def _mean_std(values: list[float], signed: bool, digits: int = 3) -> str:
     if not values:
         return "–"
-    text = f"{statistics.fmean(values):+.{digits}f}"
+    text = f"{statistics.fmean(values):{'+' if signed else ''}.{digits}f}"
     return text + (f" ± {statistics.pstdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
@@ -90,9 +91,9 @@ def dynamics_table(runs: list[Run]) -> Table:
     for method in sorted({run.method for run in runs}):
         mine = [run for run in runs if run.method == method]
         cells = []
-        for _, value in columns:
+        for name, value in columns:
             values = [v for run in mine if (v := value(run)) is not None]
-            cells.append(_mean_std(values))
+            cells.append(_mean_std(values, signed=name.startswith("gap")))
         steps = sorted({run.metrics[-1]["step"] for run in mine})
         rows.append((method, str(len(mine)), "/".join(map(str, steps)), *cells))
     return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
@@ -121,9 +122,11 @@ def results_block(here: Path = HERE) -> str:
         Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
         dynamics_table(runs),
     ]
+    logged = {key for run in runs for metrics in run.metrics for key in metrics}
     curves = ", ".join(
-        f"[{stem.replace('_', ' ')}]({relative(REPORT / f'{stem}.png')})"
-        for stem in ("success", "gap_mean", "positive_gap_ratio", "gate_mean", "valid_action_ratio")
+        f"[{curve.stem.replace('_', ' ')}]({relative(REPORT / f'curve_{curve.stem}.png')})"
+        for curve in CURVES
+        if logged.intersection(curve.keys)  # the curves plot_curves draws
     )
     blocks.append(
         Paragraph(
