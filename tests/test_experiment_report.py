@@ -2,6 +2,7 @@
 results (no number in it that the committed metrics do not give)."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -36,3 +37,23 @@ def test_splice_replaces_only_the_block_and_refuses_missing_markers(report):
     ):
         with pytest.raises(SystemExit, match="needs exactly one"):
             report.splice(broken, "x")
+
+
+def test_agreement_counts_word_for_word_equal_replies_of_the_same_seed(report, tmp_path):
+    from sdar.evaluation.runs import Run
+
+    def run(method, seed, replies):
+        path = tmp_path / f"{method}-s{seed}"
+        path.mkdir()
+        lines = [json.dumps({"step": 1, "turns": [{"turn": t, "response": r} for t, r in enumerate(episode)]})
+                 for episode in replies]  # fmt: skip
+        (path / "samples.jsonl").write_text("\n".join(lines))
+        return Run(path.name, method, "alfworld-gen", "m", seed, [{"step": 1}], [], str(path))
+
+    runs = [
+        run("grpo", 0, [["a", "b"], ["c"]]),
+        run("sdar", 0, [["a", "x"], ["c"]]),
+        run("sdar", 1, [["a"]]),  # no GRPO run of seed 1: not compared
+    ]
+    assert report.agreement_line(runs).endswith(": sdar s0: 2 of 3.")
+    assert report.agreement_line(runs[1:]) == ""

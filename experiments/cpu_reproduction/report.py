@@ -26,7 +26,7 @@ from sdar.evaluation.report import (
     table_block,
     write_report,
 )
-from sdar.evaluation.runs import Run, metric_value, read_inputs
+from sdar.evaluation.runs import SAMPLES, Run, metric_value, parse_jsonl, read_inputs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -99,6 +99,43 @@ def dynamics_table(runs: list[Run]) -> Table:
     return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
 
 
+def logged_replies(run: Run) -> dict[tuple, str]:
+    """(step, episode, turn) -> sampled reply, from the run's samples.jsonl (the first episodes of a step)."""
+    path = Path(run.path) / SAMPLES
+    records, _ = (
+        parse_jsonl(path.read_text(encoding="utf-8").splitlines(), str(path)) if path.is_file() else ([], [])
+    )
+    replies, seen = {}, {}
+    for record in records:
+        step = record.get("step")
+        episode = seen[step] = seen.get(step, -1) + 1
+        for turn in record.get("turns") or []:
+            replies[(step, episode, turn.get("turn"))] = turn.get("response")
+    return replies
+
+
+def agreement_line(runs: list[Run]) -> str:
+    """How many logged training replies each run shares, word for word, with the GRPO run of its seed (same
+    seed = same tasks and sampling seeds: a share near 100 % means the methods' updates have not yet changed
+    what the policy samples)."""
+    grpo = {run.seed: logged_replies(run) for run in runs if run.method == "grpo"}
+    parts = []
+    for run in sorted(runs, key=lambda r: (r.method, r.seed if r.seed is not None else -1)):
+        if run.method == "grpo" or run.seed not in grpo:
+            continue
+        mine, theirs = logged_replies(run), grpo[run.seed]
+        shared = [key for key in mine if key in theirs]
+        same = sum(mine[key] == theirs[key] for key in shared)
+        parts.append(f"{run.method} s{run.seed}: {same} of {len(shared)}")
+    if not parts:
+        return ""
+    return (
+        "Logged training replies (samples.jsonl) identical to those of the GRPO run of the same seed: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def progress_line(runs: list[Run]) -> str:
     done = {(run.method, run.seed) for run in runs}
     parts = [f"{method} {sum((method, seed) in done for seed in SEEDS)}/{len(SEEDS)}" for method in METHODS]
@@ -122,6 +159,8 @@ def results_block(here: Path = HERE) -> str:
         Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
         dynamics_table(runs),
     ]
+    if agreement := agreement_line(runs):
+        blocks.append(Paragraph(agreement))
     logged = {key for run in runs for metrics in run.metrics for key in metrics}
     curves = ", ".join(
         f"[{curve.stem.replace('_', ' ')}]({relative(REPORT / f'curve_{curve.stem}.png')})"
