@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 README = ROOT / "README.md"
 REPORT = HERE / "report"
+RESULTS = HERE / "results"
 METHODS = ("grpo", "grpo_opsd", "sdar")
 SEEDS = (0, 1, 2)
 WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
@@ -46,9 +47,9 @@ def finished_runs(results: Path) -> list[Path]:
     )
 
 
-def inputs(here: Path = HERE) -> list[Path]:
-    evaluations = [here / name for name in WARM_START_EVALS if (here / name / "summary.json").is_file()]
-    return finished_runs(here / "results") + evaluations
+def inputs(results: Path) -> list[Path]:
+    evaluations = [HERE / name for name in WARM_START_EVALS if (HERE / name / "summary.json").is_file()]
+    return finished_runs(results) + evaluations
 
 
 def relative(path: Path) -> str:
@@ -142,9 +143,9 @@ def progress_line(runs: list[Run]) -> str:
     return "Finished runs (seeds): " + ", ".join(parts) + "."
 
 
-def results_block(here: Path = HERE) -> str:
+def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
     """The README's results block: what the committed results give, as Markdown."""
-    everything = read_inputs(inputs(here))
+    everything = read_inputs(inputs(results))
     runs = [run for run in everything if run.metrics]
     blocks = [Paragraph(progress_line(runs)), Paragraph(LEGEND)]
     for title, choose, panels in (
@@ -163,14 +164,14 @@ def results_block(here: Path = HERE) -> str:
         blocks.append(Paragraph(agreement))
     logged = {key for run in runs for metrics in run.metrics for key in metrics}
     curves = ", ".join(
-        f"[{curve.stem.replace('_', ' ')}]({relative(REPORT / f'curve_{curve.stem}.png')})"
+        f"[{curve.stem.replace('_', ' ')}]({relative(report_dir / f'curve_{curve.stem}.png')})"
         for curve in CURVES
         if logged.intersection(curve.keys)  # the curves plot_curves draws
     )
     blocks.append(
         Paragraph(
-            f"Curves: {curves}; the full report: [{relative(REPORT / 'report.md')}]"
-            f"({relative(REPORT / 'report.md')})."
+            f"Curves: {curves}; the full report: [{relative(report_dir / 'report.md')}]"
+            f"({relative(report_dir / 'report.md')})."
         )
     )
     return to_markdown(blocks).strip()
@@ -188,21 +189,36 @@ def splice(readme: str, block: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the runs folder (default results/); for another folder the report goes to FOLDER/report and "
+        "the block is printed instead of written into README.md",
+    )
     args = parser.parse_args()
+    results = args.results.resolve()
+    report_dir = REPORT if results == RESULTS else results / "report"
+    block = results_block(results, report_dir)
     readme = README.read_text(encoding="utf-8")
-    updated = splice(readme, results_block())
+    updated = splice(readme, block)
     if args.check:
         if updated != readme:
             print(f"{README} is out of date: run python {relative(Path(__file__))}", file=sys.stderr)
             return 1
         print(f"{README}: the results block matches the committed results")
         return 0
-    command = f"python {relative(Path(__file__))}"
-    written = write_report(inputs(), REPORT, command=command)
-    README.write_text(updated, encoding="utf-8")
-    print(
-        f"report: {relative(written['markdown'])} ({len(written) - 2} plots); README.md results block updated"
+    command = f"python {relative(Path(__file__))}" + (
+        "" if results == RESULTS else f" --results {relative(results)}"
     )
+    written = write_report(inputs(results), report_dir, command=command)
+    if results == RESULTS:
+        README.write_text(updated, encoding="utf-8")
+        plots = len(written) - 2
+        print(f"report: {relative(written['markdown'])} ({plots} plots); README.md results block updated")
+    else:
+        print(block)
+        print(f"\nreport: {relative(written['markdown'])} ({len(written) - 2} plots)")
     return 0
 
 
