@@ -156,10 +156,11 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
         for table in build_tables(everything, choose):
             if panels is None or table.name in panels:
                 blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
-    blocks += [
-        Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
-        dynamics_table(runs),
-    ]
+    if runs:
+        blocks += [
+            Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
+            dynamics_table(runs),
+        ]
     if agreement := agreement_line(runs):
         blocks.append(Paragraph(agreement))
     logged = {key for run in runs for metrics in run.metrics for key in metrics}
@@ -168,12 +169,8 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
         for curve in CURVES
         if logged.intersection(curve.keys)  # the curves plot_curves draws
     )
-    blocks.append(
-        Paragraph(
-            f"Curves: {curves}; the full report: [{relative(report_dir / 'report.md')}]"
-            f"({relative(report_dir / 'report.md')})."
-        )
-    )
+    full = f"the full report: [{relative(report_dir / 'report.md')}]({relative(report_dir / 'report.md')})"
+    blocks.append(Paragraph(f"Curves: {curves}; {full}." if curves else f"No training curves yet; {full}."))
     return to_markdown(blocks).strip()
 
 
@@ -193,8 +190,8 @@ def main() -> int:
         "--results",
         type=Path,
         default=RESULTS,
-        help="the runs folder (default results/); for another folder the report goes to FOLDER/report and "
-        "the block is printed instead of written into README.md",
+        help="the runs folder (default results/); for another folder the report and the block (results.md) "
+        "go to FOLDER/report and README.md is left alone",
     )
     args = parser.parse_args()
     results = args.results.resolve()
@@ -211,14 +208,16 @@ def main() -> int:
     command = f"python {relative(Path(__file__))}" + (
         "" if results == RESULTS else f" --results {relative(results)}"
     )
+    for stale in report_dir.glob("curve_*.png"):  # curves of runs no longer in the folder
+        stale.unlink()
     written = write_report(inputs(results), report_dir, command=command)
     if results == RESULTS:
         README.write_text(updated, encoding="utf-8")
         plots = len(written) - 2
         print(f"report: {relative(written['markdown'])} ({plots} plots); README.md results block updated")
     else:
-        print(block)
-        print(f"\nreport: {relative(written['markdown'])} ({len(written) - 2} plots)")
+        (report_dir / "results.md").write_text(block + "\n", encoding="utf-8")
+        print(f"report: {relative(written['markdown'])}, {relative(report_dir / 'results.md')}")
     return 0
 
 
