@@ -283,9 +283,10 @@ class Trainer:
         for step in range(self.start_step, trainer.steps):
             result = self.train_step(step)
             metrics = result.metrics
-            if any(isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k):
-                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
-            if trainer.eval_every and (step + 1) % trainer.eval_every == 0:
+            finite = not any(
+                isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k
+            )
+            if finite and trainer.eval_every and (step + 1) % trainer.eval_every == 0:
                 # The last step's is the run's `final` evaluation when eval_at_ends plays one.
                 last = step + 1 == trainer.steps
                 label = "final" if last and trainer.eval_at_ends else f"step_{step + 1}"
@@ -297,6 +298,8 @@ class Trainer:
             history.append(metrics)
             if self.progress:
                 self.progress.step_done(metrics)
+            if not finite:  # logged first, so the bad step's numbers are kept
+                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
             if self._saves_at(step + 1):
                 self._save(step + 1)
         if trainer.eval_at_ends and not (self.run_dir / "eval" / "final" / "summary.json").exists():

@@ -101,3 +101,22 @@ def test_periodic_evaluations_write_eval_dirs_and_log_their_success(tmp_path):
         assert metrics["val/won_rate"] == summary["success_rate"] and metrics["val/episodes"] == 2
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [entry["val/won_rate"] for entry in logged] == [m["val/won_rate"] for m in history]
+
+
+def test_a_non_finite_loss_is_logged_then_stops_the_run_before_evaluating_or_saving(tmp_path, monkeypatch):
+    from sdar.training.trainer import StepResult
+
+    config = load_config("smoke", [*FAST, "trainer.eval_every=1", "trainer.eval_at_ends=false"])
+    trainer = Trainer(config, tmp_path / "run")
+    monkeypatch.setattr(
+        trainer, "train_step", lambda step: StepResult({"step": step + 1, "loss/policy": math.nan}, [])
+    )
+    monkeypatch.setattr(trainer, "evaluate_panel", lambda *a: pytest.fail("evaluated a non-finite step"))
+    try:
+        with pytest.raises(FloatingPointError, match="step 1: a non-finite loss"):
+            trainer.train()
+    finally:
+        trainer.close()
+    (logged,) = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(logged)["step"] == 1
+    assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
