@@ -188,6 +188,9 @@ class Trainer:
 
     def train_step(self, step: int) -> StepResult:
         config, timer = self.config, StepTimer()
+        # Dropout draws from the global RNG: seeded per step and process, a resumed run (on any device, any
+        # rank) draws the masks an uninterrupted one draws; checkpoints carry only the CPU generator's state.
+        torch.manual_seed(step_seed(config.seed, step, salt=2 + RANK_SALT * self.parallel.rank))
         with timer("step"):
             with timer("rollout"):
                 seed = step_seed(config.seed, step, salt=RANK_SALT * self.parallel.rank)
