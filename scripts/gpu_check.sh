@@ -10,6 +10,8 @@ log_dir=${1:-gpu-check}
 python=${PYTHON:-python3}
 mkdir -p "$log_dir"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+# bm25s uses JAX for its top-k when JAX is installed; JAX's CUDA backend fails to start in pytest-xdist workers.
+export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 {

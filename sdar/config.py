@@ -160,6 +160,10 @@ class TrainerConfig(_Section):
     # bf16 autocast for the update AND the no-grad scoring passes (old, ref, teacher), so the PPO ratio and
     # teacher-student gap compare log-probs of one precision; generation stays at the model's dtype.
     autocast_bf16: bool = False
+    # GPU: torch's deterministic kernels, so that a run repeats and resumes bit for bit (slower, and for the
+    # whole process). Without it a GPU run repeats only up to the order of its kernels' atomic adds (measured
+    # on an H100: ~1e-6 per weight after a step). CPU runs are deterministic either way.
+    deterministic: bool = False
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
     save_every: int = bounded(10, 0)
     eval_every: int = bounded(0, 0, help="evaluate the eval panel every N steps into RUN/eval/step_<N>")

@@ -37,7 +37,15 @@ def default_device() -> str | None:
     """This process's GPU (`cuda:LOCAL_RANK`) when there is one, else None (the CPU)."""
     if not torch.cuda.is_available():
         return None
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= count:
+        raise RuntimeError(
+            f"process {local_rank} of this machine has no GPU: {count} visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Launch at most one "
+            "process per GPU (accelerate launch --num_processes), or none with CUDA_VISIBLE_DEVICES= for CPU "
+            "processes"
+        )
+    return f"cuda:{local_rank}"
 
 
 @dataclass(frozen=True)

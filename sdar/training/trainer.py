@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import random
 import sys
@@ -57,6 +58,13 @@ def validation_metrics(summary: dict) -> dict:
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
     """A per-step seed independent of everything that happened before (resume-safe)."""
     return (seed * 1_000_003 + step * 7_919 + salt) % (2**31 - 1)
+
+
+def use_deterministic_kernels() -> None:
+    """`trainer.deterministic`: torch's deterministic algorithms for this process, with the fixed cuBLAS
+    workspace they need (read when CUDA first runs a matrix product, so set it before that where you can)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 
 
 def versions() -> dict:
@@ -99,6 +107,8 @@ class Trainer:
         self.progress = progress
         self.method = get_method(config.algorithm.method)
         self.settings = settings_from_config(config.algorithm)
+        if config.trainer.deterministic:
+            use_deterministic_kernels()
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model, self.tokenizer = load_model(config.model, device=self.parallel.device)

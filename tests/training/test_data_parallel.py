@@ -27,7 +27,9 @@ TOLERANCE = 1e-5
 
 
 def environment() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    """CPU processes even on a GPU machine (a machine of one GPU cannot hold the two processes)."""
+    quiet = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, **quiet, "CUDA_VISIBLE_DEVICES": ""}
 
 
 def free_port() -> int:
@@ -106,3 +108,15 @@ def test_rollout_stats_combine_counts_rates_and_seconds_over_processes():
         "x": "a",
     }
     assert combine_rollout_stats([first]) is first
+
+
+def test_a_process_without_a_gpu_of_its_own_is_told_how_to_launch(monkeypatch):
+    from sdar.training.distributed import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert default_device() == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match="process 1 of this machine has no GPU: 1 visible"):
+        default_device()
