@@ -161,8 +161,8 @@ class TrainerConfig(_Section):
     # teacher-student gap compare log-probs of one precision; generation stays at the model's dtype.
     autocast_bf16: bool = False
     # GPU: torch's deterministic kernels, so that a run repeats and resumes bit for bit (slower, and for the
-    # whole process). Without it a GPU run repeats only up to the order of its kernels' atomic adds (measured
-    # on an H100: ~1e-6 per weight after a step). CPU runs are deterministic either way.
+    # whole process). Without it a GPU run repeats only approximately (benchmarks/repeatability.py, H100:
+    # weights up to 1.5e-4 apart after 2 steps). CPU runs are deterministic either way.
     deterministic: bool = False
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
     save_every: int = bounded(10, 0)
