@@ -166,6 +166,7 @@ class TrainerConfig(_Section):
     deterministic: bool = False
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
     save_every: int = bounded(10, 0)
+    keep_last: int = bounded(0, 0, help="keep only the newest N checkpoints (0 = every one)")
     eval_every: int = bounded(0, 0, help="evaluate the eval panel every N steps into RUN/eval/step_<N>")
     # Evaluate the eval panel before the first and after the last step (RUN/eval/step_0 and RUN/eval/final).
     eval_at_ends: bool = True

@@ -51,7 +51,11 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, trainer_state: dict) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, model, optimizer, scheduler, trainer_state: dict, *, keep_last: int = 0
+) -> Path:
+    """Write the checkpoint of `step` and name it in `latest`; then delete all but the `keep_last` newest
+    checkpoints up to it (0 keeps every one)."""
     final = checkpoint_path(run_dir, step)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -80,6 +84,11 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, train
     pointer.write_text(final.name)
     os.replace(pointer, root / "latest")
     _fsync_dir(root)
+    if keep_last > 0:
+        # Only once `latest` names the new one: a kill midway leaves an old folder that the next save removes.
+        older = sorted(path for path in root.glob("step_*") if path.name < final.name)
+        for path in older[: max(len(older) - (keep_last - 1), 0)]:
+            shutil.rmtree(path)
     return final
 
 

@@ -187,6 +187,7 @@ class Trainer:
             self.optimizer,
             self.scheduler,
             {"update_state": vars(self.update_state), "session": self.session.state()},
+            keep_last=self.config.trainer.keep_last,
         )
 
     # ---- one step (spec §5) --------------------------------------------------------------------------------

@@ -201,6 +201,32 @@ def test_kill_during_checkpoint_write_keeps_latest_loadable_and_next_save_cleans
     assert load_checkpoint(root / "step_000002", *tiny_training_state(seed=1)) == {"step": 2, "note": "two"}
 
 
+def test_keep_last_deletes_older_checkpoints_only_after_latest_moved(tmp_path, monkeypatch):
+    model, optimizer, scheduler = tiny_training_state()
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, model, optimizer, scheduler, {}, keep_last=2)
+    assert sorted(path.name for path in root.iterdir()) == ["latest", "step_000002", "step_000003"]
+
+    real_rmtree = checkpoint.shutil.rmtree
+
+    def killed_while_deleting(path, *args, **kwargs):
+        if Path(path).name == "step_000003":
+            (Path(path) / checkpoint.STATE).unlink()  # half deleted
+            raise Killed("while deleting")
+        real_rmtree(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint.shutil, "rmtree", killed_while_deleting)
+        with pytest.raises(Killed):
+            save_checkpoint(tmp_path, 4, model, optimizer, scheduler, {}, keep_last=1)
+    assert latest_checkpoint(tmp_path) == root / "step_000004"  # the pointer had already moved
+    save_checkpoint(tmp_path, 5, model, optimizer, scheduler, {}, keep_last=1)
+    assert sorted(path.name for path in root.iterdir()) == ["latest", "step_000005"]
+    save_checkpoint(tmp_path, 6, model, optimizer, scheduler, {})  # keep_last 0: keeps every one
+    assert sorted(path.name for path in root.iterdir()) == ["latest", "step_000005", "step_000006"]
+
+
 def test_resume_truncation_drops_later_steps_and_a_torn_last_line(tmp_path):
     logger = RunLogger(tmp_path, tensorboard=False, config={})
     for step in (1, 2, 3):

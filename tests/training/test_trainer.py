@@ -72,6 +72,11 @@ def test_run_directory_holds_config_metrics_checkpoint_and_samples(tmp_path):
     assert isinstance(turn["observation"], str) and "General skills" in sample["skills"]  # for `sdar view`
 
 
+def test_keep_last_leaves_the_newest_checkpoint(tmp_path):
+    _, run_dir = run(tmp_path, "trainer.steps=2", "trainer.keep_last=1")
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["latest", "step_000002"]
+
+
 def test_panel_evaluations_before_and_after_match_sdar_eval_of_the_saved_checkpoints(tmp_path):
     """The run's eval/step_0 and eval/final are what `sdar eval` gives for the base model and checkpoint."""
     from sdar.evaluation import evaluate
