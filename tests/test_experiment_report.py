@@ -57,3 +57,56 @@ def test_agreement_counts_word_for_word_equal_replies_of_the_same_seed(report, t
     ]
     assert report.agreement_line(runs).endswith(": sdar s0: 2 of 3.")
     assert report.agreement_line(runs[1:]) == ""
+
+
+def judged_run(method, seed, successes, gaps=()):
+    """A run whose generated-panel evaluations at steps 6, 12, ... had `successes` and whose steps logged
+    `gaps` as distill/gap_mean."""
+    from sdar.evaluation.runs import Evaluation, Run
+
+    panel = {"name": "alfworld-gen/valid"}
+    evaluations = []
+    for index, success in enumerate(successes):
+        step = 6 * (index + 1)
+        summary = {"success_rate": success, "panel": panel, "checkpoint": {"step": step}}
+        evaluations.append(Evaluation(f"step_{step}", summary))
+    metrics = [{"step": step + 1, "distill/gap_mean": gap} for step, gap in enumerate(gaps)] or [{"step": 1}]
+    return Run(f"{method}-s{seed}", method, "alfworld-gen", "m", seed, metrics, evaluations)
+
+
+def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
+    grpo = [judged_run("grpo", seed, [0.1, 0.2]) for seed in (0, 1, 2)]
+
+    def verdict(sdar_finals):
+        sdar = [judged_run("sdar", seed, [0.0, final]) for seed, final in enumerate(sdar_finals)]
+        return report.sdar_beats_grpo(grpo + sdar, "alfworld-gen/valid")
+
+    assert "holds at this scale" in verdict([0.3, 0.25, 0.4])
+    assert "s0 +10.0 pp, s1 +5.0 pp, s2 +20.0 pp; mean +11.7 pp" in verdict([0.3, 0.25, 0.4])
+    assert "not shown" in verdict([0.5, 0.2, 0.2])  # ahead on average, tied in two seeds
+    assert "does not hold" in verdict([0.2, 0.2, 0.1])
+    assert "not yet testable (2 of 3 seeds" in verdict([0.3, 0.3])
+    assert "not yet testable (0 of 3" in report.sdar_beats_grpo(grpo, "alfworld/valid_seen")
+
+
+def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
+    steady_gaps, falling_gaps = [0.0] * 6, [0.0, 0.0, 0.0, -0.1, -0.2, -0.3]
+
+    def verdict(opsd_successes, opsd_gaps):
+        runs = []
+        for seed in (0, 1, 2):
+            runs += [
+                judged_run("grpo", seed, [0.2, 0.2]),
+                judged_run("sdar", seed, [0.2, 0.3], steady_gaps),
+                judged_run("grpo_opsd", seed, opsd_successes, opsd_gaps),
+            ]
+        return report.opsd_less_stable(runs)
+
+    both = verdict([0.3, 0.1], falling_gaps)
+    assert "holds at this scale" in both
+    assert "grpo_opsd +20.0 pp, sdar +0.0 pp (largest for GRPO+OPSD)" in both and "grpo_opsd -0.200" in both
+    assert "holds in part" in verdict([0.3, 0.1], steady_gaps)
+    assert "holds in part" in verdict([0.1, 0.2], falling_gaps)
+    assert "does not hold" in verdict([0.1, 0.2], steady_gaps)
+    incomplete = report.opsd_less_stable([judged_run("grpo", 0, [0.2])])
+    assert "not yet testable (needs all 9 runs)" in incomplete

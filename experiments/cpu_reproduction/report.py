@@ -16,13 +16,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from sdar.evaluation.document import Paragraph, Table, to_markdown
+from sdar.evaluation.document import Bullets, Paragraph, Table, to_markdown
 from sdar.evaluation.plots import CURVES
 from sdar.evaluation.report import (
     LEGEND,
     best_evaluation,
     build_tables,
     final_evaluation,
+    panel_name,
     table_block,
     write_report,
 )
@@ -39,6 +40,8 @@ WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "re
 BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py`; do not edit by hand -->"
 END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
+VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
+LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
 
 
 def finished_runs(results: Path) -> list[Path]:
@@ -137,6 +140,116 @@ def agreement_line(runs: list[Run]) -> str:
     )
 
 
+# ---- the paper's claims, by criteria fixed in session 4 (before any run at the final settings ended) ----
+def panel_successes(run: Run, panel: str) -> list[tuple[int, float]]:
+    """(checkpoint step, success rate) of the run's evaluations on the panel whose name begins `panel`."""
+    return sorted(
+        (evaluation.checkpoint_step or 0, evaluation.summary["success_rate"])
+        for evaluation in run.evaluations
+        if panel_name(evaluation).startswith(panel)
+    )
+
+
+def final_success(run: Run, panel: str) -> float | None:
+    successes = panel_successes(run, panel)
+    return successes[-1][1] if successes else None
+
+
+def success_drop(run: Run) -> float | None:
+    """Best minus final success on the generated panel (0 when the final evaluation is the best)."""
+    successes = [success for _, success in panel_successes(run, GENERATED_PANEL)]
+    return max(successes) - successes[-1] if successes else None
+
+
+def gap_drift(run: Run) -> float | None:
+    gaps = [v for m in run.metrics if (v := metric_value(m, "distill/gap_mean")) is not None]
+    if len(gaps) < 2 * LATE_STEPS:
+        return None
+    return statistics.fmean(gaps[-LATE_STEPS:]) - statistics.fmean(gaps[:LATE_STEPS])
+
+
+def by_method_and_seed(runs: list[Run]) -> dict[str, dict[int, Run]]:
+    table: dict[str, dict[int, Run]] = {}
+    for run in runs:
+        table.setdefault(run.method, {})[run.seed] = run
+    return table
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:+.1f} pp"
+
+
+def sdar_beats_grpo(runs: list[Run], panel: str) -> str:
+    """SDAR > GRPO on a panel's final success, paired by seed (one warm start, the same tasks and sampling
+    seeds): holds when SDAR is ahead in every seed; not shown when only on average; fails otherwise."""
+    table = by_method_and_seed(runs)
+    pairs = {
+        seed: (final_success(sdar, panel), final_success(grpo, panel))
+        for seed, sdar in table.get("sdar", {}).items()
+        if (grpo := table.get("grpo", {}).get(seed)) is not None
+    }
+    differences = {seed: s - g for seed, (s, g) in sorted(pairs.items()) if s is not None and g is not None}
+    claim = f"SDAR > GRPO, final success on {panel}"
+    if len(differences) < len(SEEDS):
+        evaluated = f"{len(differences)} of {len(SEEDS)} seeds have both runs evaluated"
+        return f"{claim}: not yet testable ({evaluated})."
+    mean = statistics.fmean(differences.values())
+    if all(d > 0 for d in differences.values()):
+        verdict = "**holds at this scale** (SDAR ahead in every seed)"
+    elif mean > 0:
+        verdict = "**not shown** (SDAR ahead on average, not in every seed)"
+    else:
+        verdict = "**does not hold** (SDAR not ahead on average)"
+    seeds = ", ".join(f"s{seed} {percent(d)}" for seed, d in differences.items())
+    return f"{claim}: {verdict}; SDAR − GRPO per seed: {seeds}; mean {percent(mean)}."
+
+
+def opsd_less_stable(runs: list[Run]) -> str:
+    """GRPO+OPSD less stable: (a) its success falls furthest from its best evaluation to its final one (mean
+    over seeds, strictly more than GRPO's and SDAR's), and (b) its teacher-student gap drifts down more than
+    SDAR's (the paper's signature: the gap drops late under GRPO+OPSD). Holds when both do; in part when one
+    does."""
+    table = by_method_and_seed(runs)
+    complete = all(len(table.get(method, {})) == len(SEEDS) for method in METHODS)
+    claim = "GRPO+OPSD less stable than GRPO and SDAR"
+    if not complete:
+        return f"{claim}: not yet testable (needs all {len(METHODS) * len(SEEDS)} runs)."
+
+    def mean_of(method: str, measure) -> float | None:
+        values = [v for run in table[method].values() if (v := measure(run)) is not None]
+        return statistics.fmean(values) if values else None
+
+    drops = {method: mean_of(method, success_drop) for method in METHODS}
+    drifts = {method: mean_of(method, gap_drift) for method in ("grpo_opsd", "sdar")}
+    if None in drops.values() or None in drifts.values():
+        return f"{claim}: not testable (an evaluation or the gap is missing from a run)."
+    falls_furthest = all(drops["grpo_opsd"] > drops[method] for method in ("grpo", "sdar"))
+    drifts_down_more = drifts["grpo_opsd"] < drifts["sdar"]
+    verdict = {
+        2: "**holds at this scale**",
+        1: "**holds in part**",
+        0: "**does not hold**",
+    }[falls_furthest + drifts_down_more]
+    drop_text = ", ".join(f"{method} {percent(drops[method])}" for method in METHODS)
+    drift_text = ", ".join(f"{method} {drifts[method]:+.3f}" for method in drifts)
+    return (
+        f"{claim}: {verdict}. (a) Best minus final success on {GENERATED_PANEL}, mean over seeds: "
+        f"{drop_text} ({'largest' if falls_furthest else 'not the largest'} for GRPO+OPSD). (b) Gap drift, "
+        f"mean over the last {LATE_STEPS} steps minus the first {LATE_STEPS}: {drift_text} "
+        f"({'lower' if drifts_down_more else 'not lower'} for GRPO+OPSD)."
+    )
+
+
+def claims(runs: list[Run]) -> Bullets:
+    return Bullets(
+        (
+            sdar_beats_grpo(runs, GENERATED_PANEL),
+            sdar_beats_grpo(runs, VALID_SEEN_PANEL),
+            opsd_less_stable(runs),
+        )
+    )
+
+
 def progress_line(runs: list[Run]) -> str:
     done = {(run.method, run.seed) for run in runs}
     parts = [f"{method} {sum((method, seed) in done for seed in SEEDS)}/{len(SEEDS)}" for method in METHODS]
@@ -163,6 +276,13 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
         ]
     if agreement := agreement_line(runs):
         blocks.append(Paragraph(agreement))
+    blocks += [
+        Paragraph(
+            "**The paper's claims at this scale** (criteria fixed in session 4, before any run at lr 1e-3 "
+            "had ended; they are in `experiments/cpu_reproduction/report.py`)"
+        ),
+        claims(runs),
+    ]
     logged = {key for run in runs for metrics in run.metrics for key in metrics}
     curves = ", ".join(
         f"[{curve.stem.replace('_', ' ')}]({relative(report_dir / f'curve_{curve.stem}.png')})"
