@@ -110,3 +110,11 @@ def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
     assert "does not hold" in verdict([0.1, 0.2], steady_gaps)
     incomplete = report.opsd_less_stable([judged_run("grpo", 0, [0.2])])
     assert "not yet testable (needs all 9 runs)" in incomplete
+
+
+def test_the_report_judges_the_runs_the_driver_makes(report, tmp_path):
+    """report.py keeps its own METHODS and SEEDS (both files run as scripts); they must be run.py's."""
+    from test_experiment_driver import load_driver
+
+    driver = load_driver(tmp_path)
+    assert sorted(report.METHODS) == sorted(driver.METHODS) and report.SEEDS == driver.SEEDS
