@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import random
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,35 @@ def versions() -> dict:
         "peft": peft.__version__,
         "platform": platform.platform(),
     }
+
+
+def source_revision() -> dict | None:
+    """{"commit", "dirty"} of the git checkout this sdar runs from; None when it is not one (pip install)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*arguments: str) -> str:
+        command = ["git", "-C", str(root), *arguments]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:  # e.g. a venv inside another repo
+            return None
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_process(run_dir: Path, config: Config, start_step: int) -> None:
+    """run_info.json: seed, versions, source revision and command line of the process that started the run,
+    plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
+    path = run_dir / "run_info.json"
+    process = {"versions": versions(), "code": source_revision(), "argv": sys.argv}
+    if start_step == 0 or not path.is_file():
+        info = {"seed": config.seed, **process}
+    else:
+        info = json.loads(path.read_text())
+        info.setdefault("resumed", []).append({"from_step": start_step, **process})
+    path.write_text(json.dumps(info, indent=2))
 
 
 @dataclass
@@ -148,9 +178,8 @@ class Trainer:
             self._resume()
         elif main:
             save_config(config, self.run_dir / "config.yaml")
-            (self.run_dir / "run_info.json").write_text(
-                json.dumps({"seed": config.seed, "versions": versions(), "argv": sys.argv}, indent=2)
-            )
+        if main:
+            record_process(self.run_dir, config, self.start_step)
 
     @property
     def needs_teacher(self) -> bool:

@@ -107,6 +107,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, variant, kill
             handle.write('{"step": 3, "train/won_r')
     finish(sdar_train(log_resume, "--resume", str(killed)), log_resume)
     assert f"steps {kill_step + 1}..3" in log_resume.read_text()  # it resumed, it did not start over
+    info = json.loads((killed / "run_info.json").read_text())
+    assert [piece["from_step"] for piece in info["resumed"]] == [kill_step]
+    assert info["resumed"][0]["argv"][-2:] == ["--resume", str(killed)] and "--resume" not in info["argv"]
 
     final = Path("checkpoints") / "step_000003"
     weights_a, weights_b = (load_file(run / final / checkpoint.WEIGHTS) for run in (uninterrupted, killed))
