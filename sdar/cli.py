@@ -54,6 +54,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
     """List registered environments and whether each can run here."""
     from sdar.envs import ENVS
 
+    if args.config:
+        load_config(args.config)  # imports its plugins
     for name, spec in sorted(ENVS.items()):
         problem = spec.check()
         status = "ready" if problem is None else f"not ready: {problem}"
@@ -363,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     retriever.set_defaults(run=cmd_retriever)
 
     envs = commands.add_parser("envs", help="list the registered environments")
+    envs.add_argument("config", nargs="?", help="a config whose plugins to import first (to list theirs)")
     envs.set_defaults(run=cmd_envs)
 
     play = commands.add_parser("play", help="play a task of an env in the terminal")

@@ -217,6 +217,8 @@ class Config(_Section):
     _section = "config"
     seed: int = 0
     output_dir: str = "runs"
+    # Modules or .py files that register your own envs and skill libraries (sdar/plugins.py)
+    plugins: tuple = ()
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -355,6 +357,10 @@ def read_source(source: str) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    if "plugins" in data:
+        from sdar.plugins import anchor_plugin_paths
+
+        data["plugins"] = anchor_plugin_paths(data["plugins"], path.parent)
     base = data.pop("base", None)
     if base is None:
         return data
@@ -372,10 +378,17 @@ def _deep_merge(low: dict, high: dict) -> dict:
 
 
 def load_config(source: str | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Preset name / YAML path (or None: the defaults) + dotted overrides -> a validated, resolved Config."""
+    """Preset name / YAML path (or None: the defaults) + dotted overrides -> a validated, resolved Config,
+    with its plugins imported."""
+    from sdar.plugins import anchor_plugin_paths, import_plugins
+
     data = read_source(source) if source else {}
     data = merge_overrides(data, list(overrides))
-    return resolve(from_dict(Config, data))
+    config = from_dict(Config, data)
+    # files named in an override are relative to the working directory (those of YAML files already absolute)
+    config = dataclasses.replace(config, plugins=tuple(anchor_plugin_paths(config.plugins, Path.cwd())))
+    import_plugins(config.plugins)
+    return resolve(config)
 
 
 def resolve(config: Config) -> Config:

@@ -11,7 +11,7 @@ from functools import partial
 
 from sdar.envs.alfworld.engine import TASK_TYPES
 from sdar.envs.alfworld.generated import make_generated_env
-from sdar.envs.alfworld.prompts import build_alfworld_prompt
+from sdar.envs.alfworld.prompts import build_alfworld_prompt, template_prompt
 from sdar.envs.base import ENVS, EnvSpec, StepResult, Task, TextEnv, get_env_spec, register_env
 from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
 from sdar.envs.search_qa import SEARCH_QA_SPEC
@@ -90,4 +90,5 @@ __all__ = [
     "get_env_spec",
     "make_env",
     "register_env",
+    "template_prompt",
 ]

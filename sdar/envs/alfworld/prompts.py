@@ -148,3 +148,9 @@ def render_alfworld_prompt(
 # The ALFWorld user message text (EnvSpec.build_prompt); `render_alfworld_prompt` also says how much
 # history it shows.
 build_alfworld_prompt = text_only(render_alfworld_prompt)
+
+
+def template_prompt(directory: str | Path) -> Callable[..., str]:
+    """An `EnvSpec.build_prompt` from your own `first_turn.txt` and `with_history.txt` in `directory`, with
+    the placeholders of ALFWorld's (TEMPLATE_FIELDS); the files are read and checked now."""
+    return text_only(functools.partial(render_alfworld_prompt, templates=load_alfworld_templates(directory)))
