@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +121,50 @@ class NullLogger:
     def log_samples(self, step: int, samples: list[dict]) -> None: ...
 
     def close(self) -> None: ...
+
+
+# ---- run_info.json: what ran, so that it can be rerun exactly ----------------------------------------------
+def versions() -> dict:
+    import peft
+    import torch
+    import transformers
+
+    import sdar
+
+    return {
+        "sdar": sdar.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def source_revision() -> dict | None:
+    """{"commit", "dirty"} of the git checkout this sdar runs from; None when it is not one (pip install)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*arguments: str) -> str:
+        command = ["git", "-C", str(root), *arguments]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:  # e.g. a venv inside another repo
+            return None
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_process(run_dir: Path, config, start_step: int) -> None:
+    """run_info.json: seed, versions, source revision and command line of the process that started the run,
+    plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
+    path = run_dir / "run_info.json"
+    process = {"versions": versions(), "code": source_revision(), "argv": sys.argv}
+    if start_step == 0 or not path.is_file():
+        info = {"seed": config.seed, **process}
+    else:
+        info = json.loads(path.read_text())
+        info.setdefault("resumed", []).append({"from_step": start_step, **process})
+    path.write_text(json.dumps(info, indent=2))

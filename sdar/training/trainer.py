@@ -23,10 +23,7 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +37,7 @@ from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
 from sdar.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from sdar.training.distributed import DataParallel, combine_rollout_stats
-from sdar.training.logging import NullLogger, RunLogger, StepTimer
+from sdar.training.logging import NullLogger, RunLogger, StepTimer, record_process
 from sdar.training.session import RolloutSession
 from sdar.training.update import UpdateState, bf16_autocast, policy_update, score_batch
 
@@ -66,51 +63,6 @@ def use_deterministic_kernels() -> None:
     workspace they need (read when CUDA first runs a matrix product, so set it before that where you can)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-
-
-def versions() -> dict:
-    import peft
-    import transformers
-
-    import sdar
-
-    return {
-        "sdar": sdar.__version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def source_revision() -> dict | None:
-    """{"commit", "dirty"} of the git checkout this sdar runs from; None when it is not one (pip install)."""
-    root = Path(__file__).resolve().parents[2]
-
-    def git(*arguments: str) -> str:
-        command = ["git", "-C", str(root), *arguments]
-        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-
-    try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:  # e.g. a venv inside another repo
-            return None
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def record_process(run_dir: Path, config: Config, start_step: int) -> None:
-    """run_info.json: seed, versions, source revision and command line of the process that started the run,
-    plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
-    path = run_dir / "run_info.json"
-    process = {"versions": versions(), "code": source_revision(), "argv": sys.argv}
-    if start_step == 0 or not path.is_file():
-        info = {"seed": config.seed, **process}
-    else:
-        info = json.loads(path.read_text())
-        info.setdefault("resumed", []).append({"from_step": start_step, **process})
-    path.write_text(json.dumps(info, indent=2))
 
 
 @dataclass
