@@ -1,0 +1,150 @@
+"""Does the model read the skills? Where the student and the teacher would go first, on the valid panel.
+
+    python experiments/cpu_reproduction/skill_reading.py                                  # the warm start
+    python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR             # a run's checkpoint
+
+At the first turn of each panel task the agent stands in the middle of the room with nothing in view. Every
+admissible "go to X" is scored as the reply the SFT taught the model to write (`default_reply`: think, then
+the action), once under the student's prompt and once under the teacher's (the same prompt with the routed
+skills, built as the trainer builds it). A softmax over those candidates says where each would go first.
+Objects lie where the skills' "usual places" say (prior_strength 1.0), and the expert, which knows the room,
+goes first to a receptacle that holds the target. Reported: the probability the student and the teacher give
+that receptacle (mean over tasks; how often each ranks it first), beside the uniform choice. A model that
+reads the skills gives it more as the teacher. Written to teacher_vs_student/skill_reading[-RUN].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sdar.config import load_config  # noqa: E402
+from sdar.envs import Task, get_env_spec, make_env  # noqa: E402
+from sdar.envs.policies import default_reply  # noqa: E402
+from sdar.evaluation.evaluate import resolve_checkpoint  # noqa: E402
+from sdar.evaluation.panels import build_panel  # noqa: E402
+from sdar.models import load_model, token_logprobs  # noqa: E402
+from sdar.records import Turn, pack_sequences  # noqa: E402
+from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
+from sdar.teacher import teacher_logprobs  # noqa: E402
+from sdar.training.checkpoint import load_trainable_weights  # noqa: E402
+from sdar.training.sft import with_warm_start  # noqa: E402
+from sdar.training.update import bf16_autocast  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "config.yaml"
+GO_TO = "go to "
+
+
+def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, str, list[str], str]:
+    """(task, the student's user message at turn 0, every "go to X" action, the expert's first action)."""
+    task, first = env.reset(task_id)
+    actions = tuple(first.admissible_actions or ())
+    message = env_spec.build_prompt(task, first.observation, actions, [], 0, config.env.history_length)
+    return task, message, [a for a in actions if a.startswith(GO_TO)], env.expert_action()
+
+
+def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: list[str]):
+    """Summed log-probs of each action's reply under the student's prompt and under the teacher's: two [A]."""
+    prompt = chat_prompt_ids(tokenizer, message)
+    texts = [default_reply(task, action) for action in actions]
+    replies = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+    turns = [
+        Turn(task, 0, index, 0, message, prompt, reply, text, action, True)
+        for index, (action, reply, text) in enumerate(zip(actions, replies, texts, strict=True))
+    ]
+    pad = tokenizer.pad_token_id
+    input_ids, attention_mask, response_mask, start = pack_sequences([prompt] * len(replies), replies, pad)
+    with torch.no_grad(), bf16_autocast(config.trainer.autocast_bf16, "cpu"):  # the trainer's precision
+        student, _ = token_logprobs(model, input_ids, attention_mask, start=start)
+        teacher = teacher_logprobs(
+            model,
+            tokenizer,
+            turns,
+            env_name=get_env_spec(config.env.name).skill_library or config.env.name,
+            placement=config.teacher.placement,
+            response_length=response_mask.shape[1],
+        )
+    student = student[:, start:]
+    mask = response_mask.float()
+    return (student * mask).sum(-1), (teacher * mask).sum(-1)
+
+
+def measure(config, model, tokenizer) -> dict:
+    env_spec, env = get_env_spec(config.env.name), make_env(config.env)
+    panel = build_panel(env.task_ids, config.env.name, config.eval.split, config.eval.num_tasks)
+    rows = []
+    try:
+        for task_id in panel.task_ids:
+            task, message, actions, expert = first_turn_candidates(env, env_spec, config, task_id)
+            if expert not in actions:
+                continue  # the expert does not start by going somewhere (never in these rooms, but be safe)
+            student, teacher = reply_logprobs(model, tokenizer, config, task, message, actions)
+            target = actions.index(expert)
+            p_student, p_teacher = student.softmax(0), teacher.softmax(0)
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "task_type": task.task_type,
+                    "expert_first": expert,
+                    "candidates": len(actions),
+                    "student_p": float(p_student[target]),
+                    "teacher_p": float(p_teacher[target]),
+                    "student_top": int(p_student.argmax()) == target,
+                    "teacher_top": int(p_teacher.argmax()) == target,
+                }
+            )
+    finally:
+        env.close()
+    return {
+        "panel": {"name": f"{config.env.name}/{config.eval.split}", "tasks": len(panel.task_ids)},
+        "tasks": len(rows),
+        "uniform_p": statistics.fmean(1 / row["candidates"] for row in rows),
+        "student_p": statistics.fmean(row["student_p"] for row in rows),
+        "teacher_p": statistics.fmean(row["teacher_p"] for row in rows),
+        "student_top": sum(row["student_top"] for row in rows),
+        "teacher_top": sum(row["teacher_top"] for row in rows),
+        "teacher_higher": sum(row["teacher_p"] > row["student_p"] for row in rows),
+        "rows": rows,
+    }
+
+
+def main() -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
+    parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-RUN].json")
+    args = parser.parse_args()
+    if args.checkpoint is None:
+        config = with_warm_start(load_config(str(CONFIG)))
+    else:
+        config = load_config(str(args.checkpoint / "config.yaml"))
+    model, tokenizer = load_model(config.model)
+    if args.checkpoint is not None:
+        load_trainable_weights(resolve_checkpoint(args.checkpoint), model)
+    model.eval()
+    result = measure(config, model, tokenizer)
+    result["model"] = "warm start" if args.checkpoint is None else str(resolve_checkpoint(args.checkpoint))
+    suffix = "" if args.checkpoint is None else f"-{args.checkpoint.name}"
+    output = args.output or HERE / "teacher_vs_student" / f"skill_reading{suffix}.json"
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    tasks = result["tasks"]
+    where = f"{result['model']} on {result['panel']['name']}, {tasks} tasks"
+    print(f"{where}; the expert's first receptacle gets")
+    print(f"  uniform choice  p {result['uniform_p']:.3f}")
+    for side in ("student", "teacher"):
+        print(f"  {side:8s} p {result[f'{side}_p']:.3f}, ranked first in {result[f'{side}_top']} of {tasks}")
+    print(f"  the teacher gives it more than the student in {result['teacher_higher']} of {tasks}; {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
