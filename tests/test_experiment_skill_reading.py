@@ -1,0 +1,55 @@
+"""experiments/cpu_reproduction/skill_reading.py: reply scores equal one-sequence scoring; the teacher sees
+the skills; the summary counts what its rows say."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sdar.config import load_config
+from sdar.models import load_model, token_logprobs
+
+pytest.importorskip("alfworld")
+SCRIPT = Path(__file__).parents[1] / "experiments" / "cpu_reproduction" / "skill_reading.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("cpu_reproduction_skill_reading", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reply_scores_are_those_of_each_reply_alone_and_the_teacher_differs(probe):
+    config = load_config("smoke", ["eval.num_tasks=2"])
+    model, tokenizer = load_model(config.model)
+    env = probe.make_env(config.env)
+    try:
+        spec, task_id = probe.get_env_spec(config.env.name), env.task_ids("valid")[0]
+        task, message, actions, expert = probe.first_turn_candidates(env, spec, config, task_id)
+    finally:
+        env.close()
+    assert actions and all(action.startswith("go to ") for action in actions) and expert in actions
+    student, teacher = probe.reply_logprobs(model, tokenizer, config, task, message, actions[:3])
+    prompt = probe.chat_prompt_ids(tokenizer, message)
+    for index, action in enumerate(actions[:3]):
+        reply = tokenizer(probe.default_reply(task, action), add_special_tokens=False).input_ids
+        with torch.no_grad():
+            alone, _ = token_logprobs(model, torch.tensor([prompt + reply]), start=len(prompt))
+        assert float(alone[0, len(prompt) :].sum()) == pytest.approx(float(student[index]), abs=1e-3)
+    assert not torch.allclose(student, teacher)  # the teacher's prompt carries the skills
+
+
+def test_the_summary_counts_its_rows(probe):
+    config = load_config("smoke", ["eval.num_tasks=2"])
+    model, tokenizer = load_model(config.model)
+    result = probe.measure(config, model, tokenizer)
+    rows = result["rows"]
+    assert result["tasks"] == len(rows) == 2
+    assert result["teacher_top"] == sum(row["teacher_top"] for row in rows)
+    assert all(0.0 < row["student_p"] < 1.0 and 0.0 < row["teacher_p"] < 1.0 for row in rows)
+    assert result["uniform_p"] == pytest.approx(sum(1 / row["candidates"] for row in rows) / 2)
