@@ -53,3 +53,19 @@ def test_the_summary_counts_its_rows(probe):
     assert result["teacher_top"] == sum(row["teacher_top"] for row in rows)
     assert all(0.0 < row["student_p"] < 1.0 and 0.0 < row["teacher_p"] < 1.0 for row in rows)
     assert result["uniform_p"] == pytest.approx(sum(1 / row["candidates"] for row in rows) / 2)
+
+
+def test_the_skill_texts_tell_the_teacher_more_and_more(probe):
+    config = load_config("smoke")
+    env = probe.make_env(config.env)
+    try:
+        spec, task_id = probe.get_env_spec(config.env.name), env.task_ids("valid")[0]
+        task, _, _, expert = probe.first_turn_candidates(env, spec, config, task_id)
+    finally:
+        env.close()
+    target = task.task_id.split("/")[-2].split("-")[1]  # the game folder: type-Object-...
+    likeliest = max(probe.OBJECT_PRIORS[target], key=probe.OBJECT_PRIORS[target].get)
+    assert probe.skill_text("library", task, expert) is None
+    assert probe.skill_text("priors", task, expert).startswith(f"A {target.lower()} is usually found in/on: ")
+    assert f"in/on: {likeliest.lower()}, " in probe.skill_text("priors", task, expert)
+    assert probe.skill_text("answer", task, expert).endswith(f"Your first action must be: {expert}.")

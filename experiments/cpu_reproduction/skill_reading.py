@@ -2,6 +2,7 @@
 
     python experiments/cpu_reproduction/skill_reading.py                                  # the warm start
     python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR             # a run's checkpoint
+    python experiments/cpu_reproduction/skill_reading.py --skills answer --placement system --base-model
 
 At the first turn of each panel task the agent stands in the middle of the room with nothing in view. Every
 admissible "go to X" is scored as the reply the SFT taught the model to write (`default_reply`: think, then
@@ -11,11 +12,17 @@ Objects lie where the skills' "usual places" say (prior_strength 1.0), and the e
 goes first to a receptacle that holds the target. Reported: the probability the student and the teacher give
 that receptacle (mean over tasks; how often each ranks it first), beside the uniform choice. A model that
 reads the skills gives it more as the teacher. Written to teacher_vs_student/skill_reading[-RUN].json.
+
+What the teacher's prompt carries (`--skills`): `library`, the skills the trainer routes (default); `priors`,
+one line naming the target object's usual receptacles in the generator's order (OBJECT_PRIORS), far sharper
+than the library's; `answer`, the receptacle the expert goes to: a positive control, the most a skill text
+could say. `--placement` overrides teacher.placement; `--base-model` scores SmolLM2 without the SFT.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -28,13 +35,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sdar.config import load_config  # noqa: E402
 from sdar.envs import Task, get_env_spec, make_env  # noqa: E402
+from sdar.envs.alfworld.priors import OBJECT_PRIORS  # noqa: E402
 from sdar.envs.policies import default_reply  # noqa: E402
 from sdar.evaluation.evaluate import resolve_checkpoint  # noqa: E402
 from sdar.evaluation.panels import build_panel  # noqa: E402
 from sdar.models import load_model, token_logprobs  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
 from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
-from sdar.teacher import teacher_logprobs  # noqa: E402
+from sdar.teacher import PLACEMENTS, build_teacher_prompt, teacher_logprobs  # noqa: E402
 from sdar.training.checkpoint import load_trainable_weights  # noqa: E402
 from sdar.training.sft import with_warm_start  # noqa: E402
 from sdar.training.update import bf16_autocast  # noqa: E402
@@ -42,6 +50,21 @@ from sdar.training.update import bf16_autocast  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.yaml"
 GO_TO = "go to "
+SKILL_TEXTS = ("library", "priors", "answer")
+
+
+def skill_text(kind: str, task: Task, expert_first: str) -> str | None:
+    """The teacher's skill text of `--skills kind`; None = the library's routed skills."""
+    if kind == "library":
+        return None
+    if kind == "answer":
+        place = expert_first[len(GO_TO) :]
+        return f"The object you need is at {place}. Your first action must be: {expert_first}."
+    # alfworld game folders are named task_type-Object-MovableReceptacle-Receptacle-id
+    target = Path(task.metadata["game_dir"]).parent.name.split("-")[1]
+    places = sorted(OBJECT_PRIORS[target], key=lambda place: -OBJECT_PRIORS[target][place])
+    listed = ", ".join(place.lower() for place in places)
+    return f"A {target.lower()} is usually found in/on: {listed} (most likely first). Go there first."
 
 
 def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, str, list[str], str]:
@@ -52,8 +75,9 @@ def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, st
     return task, message, [a for a in actions if a.startswith(GO_TO)], env.expert_action()
 
 
-def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: list[str]):
-    """Summed log-probs of each action's reply under the student's prompt and under the teacher's: two [A]."""
+def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: list[str], skills=None):
+    """Summed log-probs of each action's reply under the student's prompt and under the teacher's: two [A].
+    `skills`: the teacher's skill text (None: the library's routed skills)."""
     prompt = chat_prompt_ids(tokenizer, message)
     texts = [default_reply(task, action) for action in actions]
     replies = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
@@ -63,22 +87,29 @@ def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: 
     ]
     pad = tokenizer.pad_token_id
     input_ids, attention_mask, response_mask, start = pack_sequences([prompt] * len(replies), replies, pad)
+    library = get_env_spec(config.env.name).skill_library or config.env.name
+    placement = config.teacher.placement
+    prompts = [
+        build_teacher_prompt(turn, tokenizer, env_name=library, placement=placement, skills=skills)
+        for turn in turns
+    ]
     with torch.no_grad(), bf16_autocast(config.trainer.autocast_bf16, "cpu"):  # the trainer's precision
         student, _ = token_logprobs(model, input_ids, attention_mask, start=start)
         teacher = teacher_logprobs(
             model,
             tokenizer,
             turns,
-            env_name=get_env_spec(config.env.name).skill_library or config.env.name,
-            placement=config.teacher.placement,
+            env_name=library,
+            placement=placement,
             response_length=response_mask.shape[1],
+            prompts=prompts,
         )
     student = student[:, start:]
     mask = response_mask.float()
     return (student * mask).sum(-1), (teacher * mask).sum(-1)
 
 
-def measure(config, model, tokenizer) -> dict:
+def measure(config, model, tokenizer, skills: str = "library") -> dict:
     env_spec, env = get_env_spec(config.env.name), make_env(config.env)
     panel = build_panel(env.task_ids, config.env.name, config.eval.split, config.eval.num_tasks)
     rows = []
@@ -87,7 +118,8 @@ def measure(config, model, tokenizer) -> dict:
             task, message, actions, expert = first_turn_candidates(env, env_spec, config, task_id)
             if expert not in actions:
                 continue  # the expert does not start by going somewhere (never in these rooms, but be safe)
-            student, teacher = reply_logprobs(model, tokenizer, config, task, message, actions)
+            text = skill_text(skills, task, expert)
+            student, teacher = reply_logprobs(model, tokenizer, config, task, message, actions, text)
             target = actions.index(expert)
             p_student, p_teacher = student.softmax(0), teacher.softmax(0)
             rows.append(
@@ -106,6 +138,8 @@ def measure(config, model, tokenizer) -> dict:
         env.close()
     return {
         "panel": {"name": f"{config.env.name}/{config.eval.split}", "tasks": len(panel.task_ids)},
+        "skills": skills,
+        "placement": config.teacher.placement,
         "tasks": len(rows),
         "uniform_p": statistics.fmean(1 / row["candidates"] for row in rows),
         "student_p": statistics.fmean(row["student_p"] for row in rows),
@@ -120,25 +154,36 @@ def measure(config, model, tokenizer) -> dict:
 def main() -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
-    parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-RUN].json")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
+    which.add_argument("--base-model", action="store_true", help="SmolLM2 without the SFT warm start")
+    parser.add_argument("--skills", choices=SKILL_TEXTS, default="library", help="what the teacher is told")
+    parser.add_argument("--placement", choices=PLACEMENTS, help="where (default: the config's)")
+    parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-...].json")
     args = parser.parse_args()
-    if args.checkpoint is None:
-        config = with_warm_start(load_config(str(CONFIG)))
+    if args.checkpoint is not None:
+        config, label = load_config(str(args.checkpoint / "config.yaml")), args.checkpoint.name
+    elif args.base_model:
+        config, label = load_config(str(CONFIG)), "base"
     else:
-        config = load_config(str(args.checkpoint / "config.yaml"))
+        config, label = with_warm_start(load_config(str(CONFIG))), ""
+    if args.placement:
+        teacher = dataclasses.replace(config.teacher, placement=args.placement)
+        config = dataclasses.replace(config, teacher=teacher)
     model, tokenizer = load_model(config.model)
     if args.checkpoint is not None:
         load_trainable_weights(resolve_checkpoint(args.checkpoint), model)
     model.eval()
-    result = measure(config, model, tokenizer)
-    result["model"] = "warm start" if args.checkpoint is None else str(resolve_checkpoint(args.checkpoint))
-    suffix = "" if args.checkpoint is None else f"-{args.checkpoint.name}"
-    output = args.output or HERE / "teacher_vs_student" / f"skill_reading{suffix}.json"
+    result = measure(config, model, tokenizer, args.skills)
+    result["model"] = {"": "warm start", "base": "SmolLM2 without SFT"}.get(label, label)
+    parts = [label, "" if args.skills == "library" else args.skills, args.placement or ""]
+    name = "-".join(["skill_reading", *(part for part in parts if part)])
+    output = args.output or HERE / "teacher_vs_student" / f"{name}.json"
     output.write_text(json.dumps(result, indent=2) + "\n")
     tasks = result["tasks"]
-    where = f"{result['model']} on {result['panel']['name']}, {tasks} tasks"
-    print(f"{where}; the expert's first receptacle gets")
+    told = f"skills: {args.skills}, placed: {config.teacher.placement}"
+    print(f"{result['model']} on {result['panel']['name']} ({tasks} tasks; {told})")
+    print("the expert's first receptacle gets")
     print(f"  uniform choice  p {result['uniform_p']:.3f}")
     for side in ("student", "teacher"):
         print(f"  {side:8s} p {result[f'{side}_p']:.3f}, ranked first in {result[f'{side}_top']} of {tasks}")
