@@ -267,9 +267,10 @@ def run_table(runs: list[Run]) -> Table:
                 steps,
                 "; ".join(finals) or "–",
                 "; ".join(bests) or "–",
+                run.code or "–",
             )
         )
-    header = ("run", "method", "env", "model", "seed", "steps", "final evaluation", "best evaluation")
+    header = ("run", "method", "env", "model", "seed", "steps", "final evaluation", "best evaluation", "code")
     return Table(header, tuple(rows), numeric_from=len(header))
 
 

@@ -22,6 +22,7 @@ EPISODES = "episodes.jsonl"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 RUN_CONFIG = "config.yaml"
+RUN_INFO = "run_info.json"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Run:
     metrics: list[dict] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     path: str = ""
+    code: str = ""  # the git commit(s) the run was made at, from run_info.json ("" when not recorded)
 
 
 def parse_jsonl(lines, source: str = "") -> tuple[list[dict], list[str]]:
@@ -167,7 +169,25 @@ def read_run(run_dir: str | Path) -> Run:
             f"has it finished a training step?"
         )
     method, env, model, seed = _config_fields(config)
-    return Run(run_dir.name, method, env, model, seed, metrics, read_evaluations(run_dir), str(run_dir))
+    evaluations = read_evaluations(run_dir)
+    return Run(run_dir.name, method, env, model, seed, metrics, evaluations, str(run_dir), code_of(run_dir))
+
+
+def code_of(run_dir: Path) -> str:
+    """The commits of the processes that made the run (run_info.json), short, `+` when the checkout had
+    uncommitted changes, joined by ` → ` where a resumed piece ran other code; "" when not recorded."""
+    path = run_dir / RUN_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError:
+        _warn([f"{path}: not valid JSON, the run's code is not shown"])
+        return ""
+    commits = []
+    for process in [info, *info.get("resumed", [])]:
+        code = process.get("code") or {}
+        if code.get("commit"):
+            commits.append(code["commit"][:10] + ("+" if code.get("dirty") else ""))
+    return " → ".join(dict.fromkeys(commits))
 
 
 def evaluation_as_run(eval_dir: Path) -> Run:

@@ -313,6 +313,25 @@ def test_write_report_files(tmp_path):
     assert written["html"].read_text().count("data:image/png;base64,") == 4
 
 
+def test_the_runs_table_names_the_code_each_run_was_made_at(tmp_path):
+    from sdar.evaluation.report import run_table
+    from sdar.evaluation.runs import read_run
+
+    first, second = make_runs(tmp_path)[1:]
+    started = {"code": {"commit": "a" * 40, "dirty": False}}
+    resumed = {"from_step": 2, "code": {"commit": "b" * 40, "dirty": True}}
+    pieces = [resumed, {**resumed, "from_step": 3}]  # two resumed pieces at the same commit: named once
+    (first / "run_info.json").write_text(json.dumps({**started, "resumed": pieces}))
+    (second / "run_info.json").write_text("{torn")
+    assert read_run(first).code == f"{'a' * 10} → {'b' * 10}+"
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert read_run(second).code == ""
+    with pytest.warns(UserWarning, match="torn"):
+        without = read_run(tmp_path / "sdar-0")  # no run_info.json
+    rows = run_table([read_run(first), without]).rows
+    assert [row[-1] for row in rows] == ["–", f"{'a' * 10} → {'b' * 10}+"]
+
+
 def test_cli_report_refuses_mismatched_panels_when_strict(tmp_path, capsys):
     a = write_run(
         tmp_path, "a", "sdar", 0, [0.1], {"final": make_summary({"x": (1, 2)}, fingerprint="a" * 16)}
