@@ -34,6 +34,8 @@ def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "latest").write_text("step_000003")
     assert driver.train_stage("sdar-s1").command[-2:] == ["--resume", str(run_dir)]
+    assert driver.progress(driver.train_stage("sdar-s1")) == " (resumes after step 3)"
+    assert driver.progress(driver.train_stage("grpo-s1")) == ""  # not started
     valid_seen = driver.valid_seen_stage("sdar-s1")
     assert valid_seen.needs == ("sdar-s1: train",) and "eval.split=valid_seen" in valid_seen.command
     assert valid_seen.command[valid_seen.command.index("--checkpoint") + 1] == str(run_dir)

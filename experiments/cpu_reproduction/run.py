@@ -104,6 +104,14 @@ def train_stage(run: str) -> Stage:
     return Stage(run, "train", run_dir / "eval" / "final" / "summary.json", command, needs=(SFT.key,))
 
 
+def progress(stage: Stage) -> str:
+    """How far an unfinished training stage got: its newest checkpoint, where a resume starts."""
+    latest = RESULTS / stage.run / "checkpoints" / "latest"
+    if stage.name != "train" or not latest.is_file():
+        return ""
+    return f" (resumes after step {int(latest.read_text().strip().removeprefix('step_'))})"
+
+
 def valid_seen_stage(run: str) -> Stage:
     """valid_seen of a run's final checkpoint, or of the warm start (the experiment config, no checkpoint)."""
     if run == WARM_START:  # the warm-start model itself: its key is computed on the generated env
@@ -212,7 +220,7 @@ def main() -> int:
     stages = pending(args.methods, args.seeds)
     if args.status or not stages:
         for stage in stages:
-            print(f"left: {stage.run}: {stage.name}")
+            print(f"left: {stage.run}: {stage.name}{progress(stage)}")
         print(f"{len(stages)} stage(s) left")
         return 0
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
