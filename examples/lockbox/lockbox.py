@@ -28,6 +28,7 @@ class LockboxEnv:
     """The TextEnv protocol (sdar/envs/base.py): task_ids, reset, step, expert_action, close."""
 
     def __init__(self, data_dir=None, places: int = 5, prior: float = 0.8, tasks_per_split: int = 32):
+        # sdar calls the factory with env.data_dir (unused here: no data) and env.options as keywords
         self.num_places, self.prior, self.tasks_per_split = places, prior, tasks_per_split
 
     def task_ids(self, split: str) -> list[str]:
