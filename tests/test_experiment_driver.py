@@ -1,18 +1,13 @@
 """The CPU reproduction's driver (experiments/cpu_reproduction/run.py): stages, resume, order, needs."""
 
-import importlib.util
-import sys
 import threading
 from pathlib import Path
 
-DRIVER = Path(__file__).parents[1] / "experiments" / "cpu_reproduction" / "run.py"
+from experiment_scripts import load_script
 
 
 def load_driver(results: Path, alfworld_data: Path | None = None):
-    spec = importlib.util.spec_from_file_location("cpu_reproduction_run", DRIVER)
-    driver = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = driver  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(driver)
+    driver = load_script("run")
     driver.RESULTS = results
     driver.ALFWORLD_DATA = alfworld_data or results / "no-alfworld-data"
     driver.SFT = driver.Stage("warm-start", "sft", results / "sft" / "done", ["sdar", "sft"])

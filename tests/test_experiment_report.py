@@ -1,23 +1,15 @@
 """The README's results block is what `python experiments/cpu_reproduction/report.py` makes of the committed
 results (no number in it that the committed metrics do not give)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).parents[1] / "experiments" / "cpu_reproduction" / "report.py"
+from experiment_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("cpu_reproduction_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("report")
 
 
 def test_the_readme_results_block_matches_the_committed_results(report):

@@ -1,27 +1,19 @@
 """experiments/cpu_reproduction/skill_reading.py: reply scores equal one-sequence scoring; the teacher sees
 the skills; the summary counts what its rows say."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from experiment_scripts import load_script
 
 from sdar.config import load_config
 from sdar.models import load_model, token_logprobs
 
 pytest.importorskip("alfworld")
-SCRIPT = Path(__file__).parents[1] / "experiments" / "cpu_reproduction" / "skill_reading.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("cpu_reproduction_skill_reading", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("skill_reading")
 
 
 def test_reply_scores_are_those_of_each_reply_alone_and_the_teacher_differs(probe):
