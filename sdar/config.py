@@ -144,6 +144,9 @@ class TeacherConfig(_Section):
     ema_decay: float = bounded(0.99, 0.0, 1.0)
     share_prefix: bool = True
     score_always: bool = False  # also score the teacher for methods that do not use it (gap diagnostics)
+    # The skill library the teacher reads (sdar.skills, plugins included); "" = the env's own. E.g.
+    # alfworld-places: one line on where the task's object usually is, instead of the alfworld prose.
+    skill_library: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,9 @@ class SFTConfig(_Section):
     # learns to read skills where the teacher will see them; "student" = Skill-GRPO's section in the user
     # message.
     skills_format: str = choice("teacher", ("teacher", "student"))
+    # env.options overridden for the demonstration games only, e.g. {priors: shuffled}: demonstrations from
+    # other games than RL trains on (alfworld-gen's shuffled priors teach reading the alfworld-places skill).
+    env_options: dict = field(default_factory=dict)
     # The warm start's seed; -1 = the run's seed. A fixed value lets runs of several seeds start from one
     # warm start (one cached model), so seeds differ only in their RL.
     seed: int = bounded(-1, -1)

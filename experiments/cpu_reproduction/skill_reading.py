@@ -35,11 +35,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sdar.config import load_config  # noqa: E402
 from sdar.envs import Task, get_env_spec, make_env  # noqa: E402
-from sdar.envs.alfworld.priors import OBJECT_PRIORS  # noqa: E402
 from sdar.envs.policies import default_reply  # noqa: E402
 from sdar.evaluation.evaluate import resolve_checkpoint  # noqa: E402
 from sdar.evaluation.panels import build_panel  # noqa: E402
 from sdar.models import load_model, token_logprobs  # noqa: E402
+from sdar.skills import library_name  # noqa: E402
+from sdar.skills.usual_places import usual_places_skill  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
 from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
 from sdar.teacher import PLACEMENTS, build_teacher_prompt, teacher_logprobs  # noqa: E402
@@ -60,11 +61,7 @@ def skill_text(kind: str, task: Task, expert_first: str) -> str | None:
     if kind == "answer":
         place = expert_first[len(GO_TO) :]
         return f"The object you need is at {place}. Your first action must be: {expert_first}."
-    # alfworld game folders are named task_type-Object-MovableReceptacle-Receptacle-id
-    target = Path(task.metadata["game_dir"]).parent.name.split("-")[1]
-    places = sorted(OBJECT_PRIORS[target], key=lambda place: -OBJECT_PRIORS[target][place])
-    listed = ", ".join(place.lower() for place in places)
-    return f"A {target.lower()} is usually found in/on: {listed} (most likely first). Go there first."
+    return usual_places_skill(task)  # the alfworld-places library's line
 
 
 def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, str, list[str], str]:
@@ -87,7 +84,7 @@ def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: 
     ]
     pad = tokenizer.pad_token_id
     input_ids, attention_mask, response_mask, start = pack_sequences([prompt] * len(replies), replies, pad)
-    library = get_env_spec(config.env.name).skill_library or config.env.name
+    library = library_name(get_env_spec(config.env.name), config.teacher.skill_library)
     placement = config.teacher.placement
     prompts = [
         build_teacher_prompt(turn, tokenizer, env_name=library, placement=placement, skills=skills)
@@ -157,6 +154,7 @@ def main() -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
     which.add_argument("--base-model", action="store_true", help="SmolLM2 without the SFT warm start")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the experiment config (default: %(default)s)")
     parser.add_argument("--skills", choices=SKILL_TEXTS, default="library", help="what the teacher is told")
     parser.add_argument("--placement", choices=PLACEMENTS, help="where (default: the config's)")
     parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-...].json")
@@ -164,9 +162,9 @@ def main() -> int:
     if args.checkpoint is not None:
         config, label = load_config(str(args.checkpoint / "config.yaml")), args.checkpoint.name
     elif args.base_model:
-        config, label = load_config(str(CONFIG)), "base"
+        config, label = load_config(str(args.config)), "base"
     else:
-        config, label = with_warm_start(load_config(str(CONFIG))), ""
+        config, label = with_warm_start(load_config(str(args.config))), ""
     if args.placement:
         teacher = dataclasses.replace(config.teacher, placement=args.placement)
         config = dataclasses.replace(config, teacher=teacher)

@@ -183,10 +183,10 @@ def _seeds(values) -> list[int]:
 
 def _student_skills(config: Config):
     """task -> the routed skill text the teacher would see, for the student's own prompt."""
-    from sdar.skills import teacher_context
+    from sdar.skills import library_name, teacher_context
 
-    spec = get_env_spec(config.env.name)
-    return lambda task: teacher_context(spec.skill_library or spec.name, task)
+    library = library_name(get_env_spec(config.env.name), config.teacher.skill_library)
+    return lambda task: teacher_context(library, task)
 
 
 def _model_settings(config: Config):

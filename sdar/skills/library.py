@@ -6,6 +6,8 @@ A library is data plus one routing function, registered under the env name:
 - `route(task)` returns the category skill names for a task. It RAISES on a task it cannot route: a silent
   general-only fallback is how the authors' release shipped its ALFWorld teacher broken (the task type never
   reached the router, so every teacher saw the general skills only).
+- `generated(task)`, optional, computes one more skill from the task itself (e.g. `alfworld-places`: where
+  this game's object usually is); it comes after the file skills.
 
 `teacher_context(env_name, task)` is the exact skill text the teacher sees: the `always` skills, then the
 routed skills, each file's text stripped, joined by one blank line. Where that text goes in the teacher prompt
@@ -38,6 +40,7 @@ class SkillLibrary:
     directory: Path
     route: Callable[[Task], list[str]]  # the category skills of a task; raises UnknownTaskTypeError
     always: tuple[str, ...] = ("general",)
+    generated: Callable[[Task], str] | None = None  # a skill computed from the task, after the file skills
 
     def skill_names(self) -> list[str]:
         """Every skill file in the library, sorted."""
@@ -51,7 +54,10 @@ class SkillLibrary:
         return list(dict.fromkeys([*self.always, *self.route(task)]))
 
     def context(self, task: Task) -> str:
-        return "\n\n".join(self.load(name) for name in self.skills_for(task))
+        texts = [self.load(name) for name in self.skills_for(task)]
+        if self.generated is not None:
+            texts.append(self.generated(task))
+        return "\n\n".join(texts)
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,6 +84,11 @@ def get_skill_library(env_name: str) -> SkillLibrary:
         known = ", ".join(sorted(SKILL_LIBRARIES)) or "(none)"
         raise KeyError(f"no skill library for env {env_name!r}; libraries: {known}")
     return SKILL_LIBRARIES[env_name]
+
+
+def library_name(env_spec, chosen: str = "") -> str:
+    """The skill library a run uses: `chosen` (teacher.skill_library), else the env's own, else its name."""
+    return chosen or env_spec.skill_library or env_spec.name
 
 
 def teacher_context(env_name: str, task: Task) -> str:
@@ -113,4 +124,5 @@ register_skill_library(
 
 # Libraries that live in their own package register themselves on import (kept last: they import this module).
 import sdar.skills.search_qa  # noqa: E402, F401
+import sdar.skills.usual_places  # noqa: E402, F401
 import sdar.skills.webshop  # noqa: E402, F401

@@ -188,7 +188,10 @@ def _skill_contexts(env_name: str, tasks_or_task_types: Iterable[Task | str] | N
     library = get_skill_library(env_name)
     if tasks_or_task_types is None:
         names = list(dict.fromkeys([*library.always, *library.skill_names()]))
-        return ["\n\n".join(library.load(name) for name in names)]
+        texts = [library.load(name) for name in names]
+        if library.generated is not None:  # its bound: what it gives a task without a game
+            texts.append(library.generated(Task(task_id="skill-reserve", task_type="", goal="")))
+        return ["\n\n".join(texts)]
     contexts = []
     for item in tasks_or_task_types:
         task = item if isinstance(item, Task) else Task(task_id="skill-reserve", task_type=item, goal="")

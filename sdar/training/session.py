@@ -15,7 +15,7 @@ from sdar.envs.pool import EnvPool
 from sdar.models.generation import HFBackend
 from sdar.records import Batch, Episode, Turn
 from sdar.rollout.engine import RolloutSettings, collect_episodes
-from sdar.skills import teacher_context
+from sdar.skills import library_name, teacher_context
 from sdar.teacher import TeacherWeights, skill_token_reserve, student_prompt_budget, teacher_logprobs
 from sdar.training.distributed import DataParallel
 
@@ -49,7 +49,7 @@ class RolloutSession:
         self.model, self.tokenizer = model, tokenizer
         self.method = get_method(config.algorithm.method)
         self.env_spec = get_env_spec(config.env.name)
-        self.skill_library = self.env_spec.skill_library or config.env.name
+        self.skill_library = library_name(self.env_spec, config.teacher.skill_library)
         rollout, env = config.rollout, config.env
         self.pool = EnvPool(
             env_factory(env),

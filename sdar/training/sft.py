@@ -29,7 +29,7 @@ from sdar.envs.policies import default_reply, expert_demonstrations
 from sdar.models import load_model, token_logprobs
 from sdar.records import Turn, pack_sequences
 from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
-from sdar.skills import teacher_context
+from sdar.skills import library_name, teacher_context
 from sdar.teacher import build_teacher_prompt
 from sdar.training.distributed import default_device
 from sdar.training.update import bf16_autocast, model_device
@@ -45,15 +45,21 @@ def cache_root(config: Config) -> Path:
 
 def warm_start_key(config: Config) -> str:
     """16 hex characters naming the SFT result: base model, SFT settings, env, prompt format."""
+    sft = {k: v for k, v in to_dict(config.sft).items() if k not in ("warm_start", "seed")}
     payload = {
         "version": SFT_FORMAT_VERSION,
         "model": {k: v for k, v in to_dict(config.model).items() if k not in ("cache_dir", "lora_rank")},
-        "sft": {k: v for k, v in to_dict(config.sft).items() if k not in ("warm_start", "seed")},
+        "sft": sft,
         "teacher_placement": config.teacher.placement,  # where the skill-conditioned copies put the skills
         "env": {k: v for k, v in to_dict(config.env).items() if k not in ("workers", "step_timeout_s")},
         "max_prompt_tokens": config.rollout.max_prompt_tokens,
         "seed": sft_seed(config),
     }
+    # Settings added later enter the key only when set, so that existing cached warm starts keep their names.
+    if not sft["env_options"]:
+        del sft["env_options"]
+    if config.teacher.skill_library:
+        payload["teacher_skill_library"] = config.teacher.skill_library  # what the skill copies carry
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -66,7 +72,7 @@ def demonstration_pairs(config: Config, tokenizer) -> tuple[list[list[int]], lis
     """(prompt ids, reply ids) of expert turns on the first `sft.games` tasks of `sft.split`."""
     spec = get_env_spec(config.env.name)
     history_length = config.env.history_length
-    env = make_env(config.env)
+    env = make_env(dataclasses.replace(config.env, options={**config.env.options, **config.sft.env_options}))
     try:
         task_ids = env.task_ids(config.sft.split)[: config.sft.games]
 
@@ -85,7 +91,7 @@ def demonstration_pairs(config: Config, tokenizer) -> tuple[list[list[int]], lis
     finally:
         env.close()
     prompts, replies = [], []
-    library = spec.skill_library or spec.name
+    library = library_name(spec, config.teacher.skill_library)
     for turn in turns:
         reply_ids = tokenizer.encode(turn.reply, add_special_tokens=False)
         plain = chat_prompt_ids(tokenizer, turn.prompt)

@@ -175,6 +175,28 @@ def test_target_placement_follows_the_priors():
     assert prior_share(0.0) < 0.75  # uniform placement is clearly less informative
 
 
+def test_shuffled_priors_put_the_target_in_the_first_usual_place_the_room_has():
+    usual = [_scene("pick_and_place_simple", seed) for seed in range(200)]
+    shuffled_settings = GeneratorSettings(priors="shuffled", prior_strength=1.0)
+    shuffled = [_scene("pick_and_place_simple", seed, shuffled_settings) for seed in range(200)]
+    for scene in shuffled:
+        assert sorted(scene.usual_places) == sorted(OBJECT_PRIORS[scene.object_target])
+        room_types = {r.type for r in scene.receptacles} - {scene.parent_target}
+        first_present = next(t for t in scene.usual_places if t in room_types)
+        targets = [i for i in scene.items if i.type == scene.object_target]
+        assert {i.receptacle.type for i in targets} == {first_present}
+    for scene in usual:  # the usual order is the table's, most likely first
+        weights = OBJECT_PRIORS[scene.object_target]
+        assert [weights[t] for t in scene.usual_places] == sorted(weights.values(), reverse=True)
+    # A game's order is its own: the most likely place differs across games of one object type
+    firsts = collections.defaultdict(set)
+    for scene in shuffled:
+        firsts[scene.object_target].add(scene.usual_places[0])
+    assert max(len(places) for places in firsts.values()) >= 3
+    with pytest.raises(ValueError, match="usual, shuffled"):
+        GeneratorSettings(priors="random")
+
+
 def test_place_matches_prior_weights_and_uniform_skips_dedicated_receptacles():
     room = [
         Receptacle(f"{t}_{i}", t, f"loc{t}{i}") for t in ("Fridge", "CounterTop", "DiningTable") for i in (1,)

@@ -152,3 +152,44 @@ def test_a_new_env_is_data_plus_a_router(tmp_path):
             broken.context(shirt)
     finally:
         SKILL_LIBRARIES.pop("toyshop")
+
+
+def _game(tmp_path, name: str, object_target: str, usual_places=None) -> Task:
+    """A task whose game folder holds just the traj_data.json the alfworld-places skill reads."""
+    import json
+
+    game_dir = tmp_path / name
+    game_dir.mkdir()
+    traj = {"task_type": "pick_and_place_simple", "pddl_params": {"object_target": object_target}}
+    if usual_places is not None:
+        traj["sdar_generator"] = {"usual_places": usual_places}
+    (game_dir / "traj_data.json").write_text(json.dumps(traj))
+    return Task(name, "pick_and_place_simple", "put a mug in cabinet.", {"game_dir": game_dir.as_posix()})
+
+
+def test_alfworld_places_states_the_games_own_order_else_the_table(tmp_path):
+    from sdar.envs.alfworld.priors import OBJECT_PRIORS
+
+    shuffled = _game(tmp_path, "gen", "Mug", ["SinkBasin", "Cabinet", "CoffeeMachine"])
+    assert teacher_context("alfworld-places", shuffled) == (
+        "A mug is usually found in/on: sinkbasin, cabinet, coffeemachine (most likely first). Go there first."
+    )
+    official = _game(tmp_path, "official", "Pot")  # no recorded order: the table's, most likely first
+    assert list(OBJECT_PRIORS["Pot"]) == ["StoveBurner", "CounterTop", "Cabinet"]
+    assert "pot is usually found in/on: stoveburner, countertop, cabinet (most" in teacher_context(
+        "alfworld-places", official
+    )
+    unknown = _game(tmp_path, "unknown", "Ottoman")
+    assert teacher_context("alfworld-places", unknown) == "No usual place is known for a ottoman: look everywhere."
+    # No game (the prompt-budget probe): the longest line of any object, an upper bound
+    probe = teacher_context("alfworld-places", _task("pick_and_place_simple"))
+    lines = [teacher_context("alfworld-places", _game(tmp_path, o, o)) for o in ("Mug", "KeyChain", "Apple")]
+    assert len(probe) >= max(len(line) for line in lines)
+
+
+def test_a_generated_skill_follows_the_file_skills(tmp_path):
+    (tmp_path / "general.md").write_text("# General\n1. Be brief. When: always.\n")
+    library = SkillLibrary("gen-test", tmp_path, route=lambda task: [], generated=lambda task: f"id {task.task_id}")
+    assert library.context(_task("pick_and_place_simple")) == (
+        "# General\n1. Be brief. When: always.\n\nid pick_and_place_simple-X-None-Y-1"
+    )

@@ -66,3 +66,24 @@ def test_sft_seed_lets_several_run_seeds_share_one_warm_start():
     same = [load_config("smoke", [f"seed={seed}", "sft.seed=0"]) for seed in (0, 1, 2)]
     assert len({warm_start_key(config) for config in same}) == 1
     assert warm_start_key(load_config("smoke", ["seed=1"])) != warm_start_key(same[0])  # -1: the run's seed
+
+
+def test_warm_start_names_stay_stable_and_new_settings_enter_them():
+    # 938bf4834835e25d: the smoke config's key before sft.env_options and teacher.skill_library existed
+    assert warm_start_key(load_config("smoke")) == "938bf4834835e25d"
+    shuffled = load_config("smoke", ["sft.env_options.priors=shuffled"])
+    places = load_config("smoke", ["teacher.skill_library=alfworld-places"])
+    assert len({warm_start_key(config) for config in (shuffled, places)} | {"938bf4834835e25d"}) == 3
+
+
+def test_demonstrations_from_other_games_and_another_skill_library():
+    """sft.env_options: demonstration games of other settings; teacher.skill_library: what the copies carry."""
+    config = load_config("smoke", [*SMALL, "sft.with_skills=true", "teacher.skill_library=alfworld-places"])
+    _, tokenizer = load_model(config.model)
+    usual, _, _ = demonstration_pairs(config, tokenizer)
+    copies = [tokenizer.decode(ids) for ids in usual[1::2]]
+    assert all("is usually found in/on:" in text and "General skills" not in text for text in copies)
+    shuffled_config = load_config("smoke", [*SMALL, "sft.with_skills=true", "sft.env_options.priors=shuffled"])
+    assert shuffled_config.env.options == config.env.options  # RL's games are untouched
+    shuffled, _, _ = demonstration_pairs(shuffled_config, tokenizer)
+    assert shuffled[0] != usual[0]  # other rooms

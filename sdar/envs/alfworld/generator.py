@@ -219,6 +219,7 @@ def _traj_json(
             "goal": scene.goal + ".",
             "expert_plan": plan,
             "settings": dataclasses.asdict(settings),
+            "usual_places": list(scene.usual_places),
         },
     }
     return json.dumps(data, indent=4, sort_keys=True) + "\n"

@@ -4,7 +4,9 @@ Pure Python and seeded: `sample_scene(task_type, settings, random.Random(...))` 
 kind, the target object type, the goal receptacle type (or the light source for look tasks), the receptacles
 of the room, the distractor objects, and where every object sits. Object placement follows `OBJECT_PRIORS`
 with probability `settings.prior_strength`, otherwise it is uniform over the room's receptacles (dedicated
-ones such as the toaster excepted). The goal is never true at the start: no object of the target type starts
+ones such as the toaster excepted). With `settings.priors = "shuffled"` each game first ranks every object
+type's usual receptacle types in its own random order, and a placed-by-priors object goes to the first of
+them the room has. The goal is never true at the start: no object of the target type starts
 in a receptacle of the goal type.
 """
 
@@ -19,6 +21,7 @@ from sdar.envs.alfworld.priors import (
     COOLABLE,
     DEDICATED_RECEPTACLES,
     HEATABLE,
+    LIGHT_SOURCES,
     OBJECT_PRIORS,
     OPENABLE_RECEPTACLES,
     RECEPTACLE_OBJECTS,
@@ -26,9 +29,11 @@ from sdar.envs.alfworld.priors import (
     ROOMS,
     TASK_APPLIANCE,
     TASK_OBJECT_FILTER,
+    usual_order,
 )
 
 LOOK = "look_at_obj_in_light"
+PRIOR_MODES = ("usual", "shuffled")
 PICK_TWO = "pick_two_obj_and_place"
 
 # The two goal phrasings per task type, exactly as the classic game files word them (alfworld fills the
@@ -61,6 +66,11 @@ class GeneratorSettings:
         0.4  # chance that a filler receptacle is a closed container (cabinet, drawer, safe)
     )
     prior_strength: float = 0.85  # chance that an object is placed by OBJECT_PRIORS rather than uniformly
+    # "usual": placed by OBJECT_PRIORS' weights. "shuffled": every game ranks each object type's usual
+    # receptacle types in its own random order and puts the object in the first one the room has, so only a
+    # skill that states the game's order (Scene.usual_places) tells where to look. Shuffled games teach a
+    # warm start to read such a skill (experiments/cpu_reproduction).
+    priors: str = "usual"
     room_kinds: tuple[str, ...] = ROOM_KINDS  # rooms to draw from (each task type uses the ones that fit it)
     max_expert_steps: int = 15  # a game whose planner solution is longer is resampled
     max_attempts: int = 10  # samples tried per game before giving up
@@ -84,6 +94,10 @@ class GeneratorSettings:
                 raise ValueError(
                     f"GeneratorSettings.{name}={value!r} is out of range; it must lie in [{low}, {high}]"
                 )
+        if self.priors not in PRIOR_MODES:
+            raise ValueError(
+                f"GeneratorSettings.priors={self.priors!r} is not valid; use one of: {', '.join(PRIOR_MODES)}"
+            )
         bad = [kind for kind in self.room_kinds if kind not in ROOMS]
         if bad or not self.room_kinds:
             raise ValueError(
@@ -119,6 +133,7 @@ class Scene:
     receptacles: tuple[Receptacle, ...]
     items: tuple[Item, ...]
     start_location: str
+    usual_places: tuple[str, ...]  # the target's usual receptacle types in this game, most likely first
 
 
 def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
@@ -161,8 +176,10 @@ def place(
     rng: random.Random,
     prior_strength: float,
     forbidden: str = "",
+    ranking: tuple[str, ...] = (),
 ) -> Receptacle:
-    """A receptacle for one object: by OBJECT_PRIORS with probability prior_strength, else uniform."""
+    """A receptacle for one object: by OBJECT_PRIORS with probability prior_strength, else uniform.
+    A `ranking` (shuffled priors) replaces the weights: the first of its types that the room has."""
     prior = OBJECT_PRIORS[object_type]
     allowed = [
         r
@@ -172,7 +189,7 @@ def place(
     present = {t: w for t, w in prior.items() if any(r.type == t for r in allowed)}
     use_prior = rng.random() < prior_strength
     if use_prior and present:
-        chosen = _weighted(rng, present)
+        chosen = next(t for t in ranking if t in present) if ranking else _weighted(rng, present)
         return rng.choice([r for r in allowed if r.type == chosen])
     return rng.choice(allowed)
 
@@ -248,6 +265,8 @@ def sample_scene(task_type: str, settings: GeneratorSettings, rng: random.Random
             f"no room in GeneratorSettings.room_kinds={settings.room_kinds} supports {task_type}; "
             f"rooms that do: {', '.join(k for k in ROOM_KINDS if target_choices(task_type, k))}"
         )
+    # Shuffled priors are drawn first, so that a shuffled game shares nothing else with its usual twin.
+    rankings = _shuffled_rankings(rng) if settings.priors == "shuffled" else {}
     room_kind, object_target, goal_type = rng.choice(triples)
     room = ROOMS[room_kind]
     toggle_target, parent_target = (goal_type, "") if task_type == LOOK else ("", goal_type)
@@ -258,11 +277,11 @@ def sample_scene(task_type: str, settings: GeneratorSettings, rng: random.Random
     for type_name in (parent_target, TASK_APPLIANCE.get(task_type, "")):
         if type_name:
             required.append(type_name)
-    sources = {
-        t: OBJECT_PRIORS[object_target][t]
-        for t in _prior_types_in_room(object_target, room_kind, parent_target)
-    }
-    required.append(_weighted(rng, sources))
+    sources = _prior_types_in_room(object_target, room_kind, parent_target)
+    if rankings:
+        required.append(next(t for t in rankings[object_target] if t in sources))
+    else:
+        required.append(_weighted(rng, {t: OBJECT_PRIORS[object_target][t] for t in sources}))
     if toggle_target:
         holders = {t: OBJECT_PRIORS[toggle_target][t] for t in _prior_types_in_room(toggle_target, room_kind)}
         required.append(_weighted(rng, holders))
@@ -289,7 +308,8 @@ def sample_scene(task_type: str, settings: GeneratorSettings, rng: random.Random
     items = []
     for index, object_type in enumerate(instance_types):
         forbidden = parent_target if index < num_targets else ""
-        where = place(object_type, receptacles, rng, settings.prior_strength, forbidden=forbidden)
+        ranking = rankings.get(object_type, ())
+        where = place(object_type, receptacles, rng, settings.prior_strength, forbidden, ranking)
         items.append(Item(_mangle(object_type, rng, taken), object_type, where))
     if toggle_target:
         where = place(toggle_target, receptacles, rng, prior_strength=1.0)
@@ -301,8 +321,17 @@ def sample_scene(task_type: str, settings: GeneratorSettings, rng: random.Random
     )
     return Scene(
         task_type, room_kind, object_target, parent_target, toggle_target, goal,
-        tuple(receptacles), tuple(items), start_location,
+        tuple(receptacles), tuple(items), start_location, rankings.get(object_target) or usual_order(object_target),
     )  # fmt: skip
+
+
+def _shuffled_rankings(rng: random.Random) -> dict[str, tuple[str, ...]]:
+    """{object type: its usual receptacle types in a random order} for every pickupable type."""
+    return {
+        object_type: tuple(rng.sample(list(weights), len(weights)))
+        for object_type, weights in sorted(OBJECT_PRIORS.items())
+        if object_type not in LIGHT_SOURCES
+    }
 
 
 def _goal_pddl(scene: Scene) -> str:

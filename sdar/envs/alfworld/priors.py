@@ -97,6 +97,12 @@ OBJECT_PRIORS: dict[str, dict[str, float]] = {
 
 LIGHT_SOURCES = ("DeskLamp", "FloorLamp")
 
+
+def usual_order(object_type: str) -> tuple[str, ...]:
+    """An object type's usual receptacle types, most likely first (ties keep the table's order)."""
+    weights = OBJECT_PRIORS[object_type]
+    return tuple(sorted(weights, key=lambda receptacle: -weights[receptacle]))
+
 # ALFRED object affordances (the subset our rooms use).
 CLEANABLE = frozenset(
     {"Apple", "Bowl", "ButterKnife", "Cloth", "Cup", "DishSponge", "Egg", "Fork", "Kettle", "Knife", "Ladle",
