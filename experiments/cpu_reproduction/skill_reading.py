@@ -39,10 +39,10 @@ from sdar.envs.policies import default_reply  # noqa: E402
 from sdar.evaluation.evaluate import resolve_checkpoint  # noqa: E402
 from sdar.evaluation.panels import build_panel  # noqa: E402
 from sdar.models import load_model, token_logprobs  # noqa: E402
-from sdar.skills import library_name  # noqa: E402
-from sdar.skills.usual_places import usual_places_skill  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
 from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
+from sdar.skills import library_name  # noqa: E402
+from sdar.skills.usual_places import usual_places_skill  # noqa: E402
 from sdar.teacher import PLACEMENTS, build_teacher_prompt, teacher_logprobs  # noqa: E402
 from sdar.training.checkpoint import load_trainable_weights  # noqa: E402
 from sdar.training.sft import with_warm_start  # noqa: E402
@@ -154,7 +154,7 @@ def main() -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
     which.add_argument("--base-model", action="store_true", help="SmolLM2 without the SFT warm start")
-    parser.add_argument("--config", type=Path, default=CONFIG, help="the experiment config (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="default: %(default)s")
     parser.add_argument("--skills", choices=SKILL_TEXTS, default="library", help="what the teacher is told")
     parser.add_argument("--placement", choices=PLACEMENTS, help="where (default: the config's)")
     parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-...].json")

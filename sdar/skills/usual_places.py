@@ -44,9 +44,7 @@ def usual_places_skill(task: Task) -> str:
     line any object type has, so that the budget is an upper bound."""
     game_dir = (task.metadata or {}).get("game_dir")
     if game_dir is None:
-        lines = [
-            usual_places_line(o, usual_order(o)) for o in OBJECT_PRIORS if o not in LIGHT_SOURCES
-        ]
+        lines = [usual_places_line(o, usual_order(o)) for o in OBJECT_PRIORS if o not in LIGHT_SOURCES]
         return max(lines, key=len)
     target, places = _game_places(str(game_dir))
     if not places:
@@ -56,6 +54,10 @@ def usual_places_skill(task: Task) -> str:
 
 ALFWORLD_PLACES_LIBRARY = register_skill_library(
     SkillLibrary(
-        "alfworld-places", SKILL_DIR / "alfworld", route=lambda task: [], always=(), generated=usual_places_skill
+        "alfworld-places",
+        SKILL_DIR / "alfworld",
+        route=lambda task: [],  # no file skills: the generated line is the whole context
+        always=(),
+        generated=usual_places_skill,
     )
 )

@@ -180,7 +180,8 @@ def test_alfworld_places_states_the_games_own_order_else_the_table(tmp_path):
         "alfworld-places", official
     )
     unknown = _game(tmp_path, "unknown", "Ottoman")
-    assert teacher_context("alfworld-places", unknown) == "No usual place is known for a ottoman: look everywhere."
+    no_places = "No usual place is known for a ottoman: look everywhere."
+    assert teacher_context("alfworld-places", unknown) == no_places
     # No game (the prompt-budget probe): the longest line of any object, an upper bound
     probe = teacher_context("alfworld-places", _task("pick_and_place_simple"))
     lines = [teacher_context("alfworld-places", _game(tmp_path, o, o)) for o in ("Mug", "KeyChain", "Apple")]
@@ -189,7 +190,7 @@ def test_alfworld_places_states_the_games_own_order_else_the_table(tmp_path):
 
 def test_a_generated_skill_follows_the_file_skills(tmp_path):
     (tmp_path / "general.md").write_text("# General\n1. Be brief. When: always.\n")
-    library = SkillLibrary("gen-test", tmp_path, route=lambda task: [], generated=lambda task: f"id {task.task_id}")
+    library = SkillLibrary("gen-test", tmp_path, route=lambda task: [], generated=lambda t: f"id {t.task_id}")
     assert library.context(_task("pick_and_place_simple")) == (
         "# General\n1. Be brief. When: always.\n\nid pick_and_place_simple-X-None-Y-1"
     )

@@ -77,13 +77,14 @@ def test_warm_start_names_stay_stable_and_new_settings_enter_them():
 
 
 def test_demonstrations_from_other_games_and_another_skill_library():
-    """sft.env_options: demonstration games of other settings; teacher.skill_library: what the copies carry."""
+    """sft.env_options: demonstration games of other settings; teacher.skill_library: what copies carry."""
     config = load_config("smoke", [*SMALL, "sft.with_skills=true", "teacher.skill_library=alfworld-places"])
     _, tokenizer = load_model(config.model)
     usual, _, _ = demonstration_pairs(config, tokenizer)
     copies = [tokenizer.decode(ids) for ids in usual[1::2]]
     assert all("is usually found in/on:" in text and "General skills" not in text for text in copies)
-    shuffled_config = load_config("smoke", [*SMALL, "sft.with_skills=true", "sft.env_options.priors=shuffled"])
+    shuffled = ["sft.with_skills=true", "sft.env_options.priors=shuffled"]
+    shuffled_config = load_config("smoke", [*SMALL, *shuffled])
     assert shuffled_config.env.options == config.env.options  # RL's games are untouched
     shuffled, _, _ = demonstration_pairs(shuffled_config, tokenizer)
     assert shuffled[0] != usual[0]  # other rooms

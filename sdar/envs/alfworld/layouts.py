@@ -321,7 +321,8 @@ def sample_scene(task_type: str, settings: GeneratorSettings, rng: random.Random
     )
     return Scene(
         task_type, room_kind, object_target, parent_target, toggle_target, goal,
-        tuple(receptacles), tuple(items), start_location, rankings.get(object_target) or usual_order(object_target),
+        tuple(receptacles), tuple(items), start_location,
+        rankings.get(object_target) or usual_order(object_target),
     )  # fmt: skip
 
 

@@ -103,6 +103,7 @@ def usual_order(object_type: str) -> tuple[str, ...]:
     weights = OBJECT_PRIORS[object_type]
     return tuple(sorted(weights, key=lambda receptacle: -weights[receptacle]))
 
+
 # ALFRED object affordances (the subset our rooms use).
 CLEANABLE = frozenset(
     {"Apple", "Bowl", "ButterKnife", "Cloth", "Cup", "DishSponge", "Egg", "Fork", "Kettle", "Knife", "Ladle",
