@@ -216,6 +216,10 @@ class EvalConfig(_Section):
     # The model policy sees the env's routed skills in its prompt (the paper's Skill-Prompt baseline, and the
     # "student given the teacher's information" side of a teacher-vs-student measurement).
     student_skills: bool = False
+    # Where those skills go: "student" = Skill-GRPO's section in the user message; "teacher" = the teacher's
+    # own prompt (teacher.placement), i.e. the teacher acting, as a warm start trained on teacher-format
+    # demonstrations (sft.skills_format: teacher) reads them.
+    skills_placement: str = choice("student", ("student", "teacher"))
 
 
 @dataclass(frozen=True)

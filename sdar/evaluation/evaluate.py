@@ -90,10 +90,20 @@ def play_scripted(pool: EnvPool, policy: str, panel: Panel, seed: int, max_turns
 
 
 def play_model(
-    pool, env_spec, backend, tokenizer, panel: Panel, settings, seed: int, on_turn=None, skills_for=None
+    pool,
+    env_spec,
+    backend,
+    tokenizer,
+    panel: Panel,
+    settings,
+    seed: int,
+    on_turn=None,
+    skills_for=None,
+    skills_prompt=None,
 ):
     """One episode per panel task with the model, in chunks of the pool's slot count. `skills_for`: skills in
-    the student's prompt (`eval.student_skills`; the trainer's validation of Skill-GRPO)."""
+    the student's prompt (`eval.student_skills`; the trainer's validation of Skill-GRPO); `skills_prompt`:
+    how they enter it when not as the student's section (collect_episodes)."""
     from sdar.rollout.engine import collect_episodes
 
     records = []
@@ -102,7 +112,15 @@ def play_model(
         chunk = list(panel.task_ids[begin : begin + pool.num_slots])
         report = None if on_turn is None else (lambda turn, active, b=begin: on_turn(b, turn, active))
         rollout = collect_episodes(
-            pool, env_spec, backend, tokenizer, chunk, settings, on_turn=report, skills_for=skills_for
+            pool,
+            env_spec,
+            backend,
+            tokenizer,
+            chunk,
+            settings,
+            on_turn=report,
+            skills_for=skills_for,
+            skills_prompt=skills_prompt,
         )
         for task_id, episode in zip(chunk, rollout.episodes, strict=True):
             records.append(
@@ -187,6 +205,19 @@ def _student_skills(config: Config):
 
     library = library_name(get_env_spec(config.env.name), config.teacher.skill_library)
     return lambda task: teacher_context(library, task)
+
+
+def _as_the_teacher_sees_them(config: Config, tokenizer):
+    """(skills, user message) -> the teacher's prompt ids (teacher.placement): the teacher as the policy."""
+    from sdar.rollout.engine import chat_prompt_ids
+    from sdar.teacher.prompts import teacher_prompt_of
+
+    placement = config.teacher.placement
+    return lambda skills, message: (
+        teacher_prompt_of(
+            tokenizer, chat_prompt_ids(tokenizer, message), message, skills, placement
+        ).prompt_ids
+    )
 
 
 def _model_settings(config: Config):
@@ -303,8 +334,18 @@ def play_panel(config: Config, pool, panel, seeds, backend=None, tokenizer=None,
 
             settings = _model_settings(config)
             skills_for = _student_skills(config) if evaluation.student_skills else None
+            as_teacher = evaluation.student_skills and evaluation.skills_placement == "teacher"
             records += play_model(
-                pool, env_spec, backend, tokenizer, panel, settings, seed, on_turn, skills_for=skills_for
+                pool,
+                env_spec,
+                backend,
+                tokenizer,
+                panel,
+                settings,
+                seed,
+                on_turn,
+                skills_for=skills_for,
+                skills_prompt=_as_the_teacher_sees_them(config, tokenizer) if as_teacher else None,
             )
         else:
             records += play_scripted(pool, evaluation.policy, panel, seed, env.max_turns, env.step_timeout_s)

@@ -195,7 +195,8 @@ def evaluation_as_run(eval_dir: Path) -> Run:
 
     Its row is the trained method when a checkpoint was evaluated, else the policy (`expert`, `random`),
     `warm start` (an SFT warm-start model, see `sdar.training.sft.is_warm_start`) or `untrained`; a model
-    that saw the skills in its prompt (`eval.student_skills`) gets ` + skills in prompt`."""
+    that saw the skills in its prompt (`eval.student_skills`) gets ` + skills in prompt`, or ` + skills as the
+    teacher` when they came in the teacher's prompt (`eval.skills_placement: teacher`)."""
     from sdar.training.sft import is_warm_start
 
     summary = read_summary(eval_dir / SUMMARY)
@@ -206,8 +207,10 @@ def evaluation_as_run(eval_dir: Path) -> Run:
         method = str(policy)
     elif not summary.get("checkpoint"):
         method = "warm start" if is_warm_start(model) else "untrained"
-    if policy == "model" and (config.get("eval") or {}).get("student_skills"):
-        method += " + skills in prompt"
+    evaluation = config.get("eval") or {}
+    if policy == "model" and evaluation.get("student_skills"):
+        as_teacher = evaluation.get("skills_placement") == "teacher"
+        method += " + skills as the teacher" if as_teacher else " + skills in prompt"
     env = (summary.get("panel") or {}).get("env", env)
     return Run(
         eval_dir.name,

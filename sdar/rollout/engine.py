@@ -21,7 +21,9 @@ row the return minus the invalid-action penalty of that turn (spec §1).
 
 Skills for the student (Skill-GRPO): `skills_for(task) -> str | None`; a non-empty text is put into the
 student's user message by `student_message(skills, message)` (default `add_skills_to_message`), and the
-budget measures the message WITH the skills, so history is cut before anything else.
+budget measures the message WITH the skills, so history is cut before anything else. `skills_prompt(skills,
+message) -> ids` replaces that composition where the skills do not fit in a user message (the teacher's raw
+prefix: the teacher's own prompt as the policy's, `eval.skills_placement: teacher`).
 
 Reproducibility: turn k of a rollout calls the backend with seed `turn_seed(settings.seed, k)`; the same
 seed, model, tasks and (deterministic) envs give identical episodes.
@@ -182,17 +184,18 @@ def build_student_prompt(
     tokenizer,
     settings: RolloutSettings,
     student_message: Callable[[str, str], str],
+    skills_prompt: Callable[[str, str], list[int]] | None = None,
 ) -> _Prompt:
     """The user message under the token budget (history dropped oldest first), and its chat-templated ids."""
     encoded: dict[str, tuple[str, list[int]]] = {}
 
-    def compose(text: str) -> str:
-        return student_message(running.skills, text) if running.skills else text
-
     def measure(text: str) -> int:  # tokens of the whole chat-templated prompt; remembered for reuse
         if text not in encoded:
-            message = compose(text)
-            encoded[text] = (message, chat_prompt_ids(tokenizer, message))
+            if running.skills and skills_prompt is not None:
+                encoded[text] = (text, skills_prompt(running.skills, text))
+            else:
+                message = student_message(running.skills, text) if running.skills else text
+                encoded[text] = (message, chat_prompt_ids(tokenizer, message))
         return len(encoded[text][1])
 
     memory, history_length = running.memory, settings.history_length
@@ -221,6 +224,7 @@ def collect_episodes(
     *,
     skills_for: Callable[[Task], str | None] | None = None,
     student_message: Callable[[str, str], str] = add_skills_to_message,
+    skills_prompt: Callable[[str, str], list[int]] | None = None,
     on_turn: Callable[[int, int], None] | None = None,
     first_slot: int = 0,
 ) -> Rollout:
@@ -264,7 +268,10 @@ def collect_episodes(
         active = [state for state in running if not state.done]
         if not active:
             break
-        prompts = [build_student_prompt(s, env_spec, tokenizer, settings, student_message) for s in active]
+        prompts = [
+            build_student_prompt(s, env_spec, tokenizer, settings, student_message, skills_prompt)
+            for s in active
+        ]
         over_budget += sum(prompt.over_budget for prompt in prompts)
         clock = time.perf_counter()
         generations = backend.generate(

@@ -115,14 +115,28 @@ def build_teacher_prompt(
     chat_template_kwargs: dict | None = None,
 ) -> TeacherPrompt:
     """One row's teacher prompt; `skills` defaults to the env library's routed text for `turn.task`."""
-    check_placement(placement)
     if skills is None:
         skills = teacher_context(env_name, turn.task)
+    return teacher_prompt_of(
+        tokenizer, turn.prompt_ids, turn.prompt_text, skills, placement, chat_template_kwargs
+    )
+
+
+def teacher_prompt_of(
+    tokenizer,
+    prompt_ids: Sequence[int],
+    prompt_text: str,
+    skills: str,
+    placement: str = "prefix",
+    chat_template_kwargs: dict | None = None,
+) -> TeacherPrompt:
+    """The teacher's prompt for a student prompt (its ids and its user message) and a skill text."""
+    check_placement(placement)
     if placement == "system":
-        ids = _chat_ids(tokenizer, _system_messages(skills, turn.prompt_text), chat_template_kwargs)
+        ids = _chat_ids(tokenizer, _system_messages(skills, prompt_text), chat_template_kwargs)
         return TeacherPrompt(skills=skills, prompt_ids=ids, placement=placement)
     header = _encode(tokenizer, skill_block(skills, "prefix"))
-    return _prefix_prompt(turn.prompt_ids, skills, header, _auto_bos_id(tokenizer))
+    return _prefix_prompt(prompt_ids, skills, header, _auto_bos_id(tokenizer))
 
 
 def _prefix_prompt(student: Sequence[int], skills: str, header: list[int], bos: int | None) -> TeacherPrompt:

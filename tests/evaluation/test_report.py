@@ -369,18 +369,21 @@ def test_standalone_eval_directory_is_a_row(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model, student_skills, row",
+    "model, evaluation, row",
     [
-        ("smollm2-135m", False, "untrained"),
-        ("/cache/sdar/sft/f2655ecaa695579c", False, "warm start"),
-        ("/cache/sdar/sft/f2655ecaa695579c", True, "warm start + skills in prompt"),
-        ("/cache/elsewhere/f2655ecaa695579c", False, "untrained"),
+        ("smollm2-135m", {}, "untrained"),
+        ("/cache/sdar/sft/f2655ecaa695579c", {}, "warm start"),
+        ("/cache/sdar/sft/f2655ecaa695579c", {"student_skills": True}, "warm start + skills in prompt"),
+        (
+            "/cache/sdar/sft/f2655ecaa695579c",
+            {"student_skills": True, "skills_placement": "teacher"},
+            "warm start + skills as the teacher",
+        ),
+        ("/cache/elsewhere/f2655ecaa695579c", {}, "untrained"),
     ],
 )
-def test_a_standalone_model_evaluation_names_its_row_by_the_model_it_played(
-    tmp_path, model, student_skills, row
-):
-    config = {"model": {"name": model}, "eval": {"student_skills": student_skills}}
+def test_a_standalone_model_evaluation_names_its_row_by_the_model_it_played(tmp_path, model, evaluation, row):
+    config = {"model": {"name": model}, "eval": evaluation}
     summary = make_summary({"pick_and_place_simple": (1, 4)}, policy="model", config=config)
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     (run,) = read_inputs([tmp_path])

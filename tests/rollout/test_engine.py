@@ -18,6 +18,7 @@ from sdar.rollout.engine import (
     SKILLS_HEADER,
     RolloutSettings,
     add_skills_to_message,
+    chat_prompt_ids,
     collect_episodes,
     turn_seed,
 )
@@ -265,6 +266,34 @@ def test_student_skills_go_into_the_prompt_and_count_against_the_budget(tiny):
     assert rollout.stats.prompts_over_budget == 0
     assert "[Observation 1" not in with_skills.turns[-1].prompt_text  # history went first
     assert add_skills_to_message(" a ", "b") == f"{SKILLS_HEADER}\na\n\nb"
+
+
+def test_skills_prompt_builds_the_ids_of_a_prompt_with_skills(tiny):
+    """The teacher's own prompt as the policy's (eval.skills_placement: teacher): the ids come from it."""
+    from sdar.teacher.prompts import teacher_prompt_of
+
+    _, tokenizer = tiny
+    backend = ScriptedBackend(tokenizer, lambda prompt, call: reply("look"))
+
+    def as_teacher(skills: str, message: str) -> list[int]:
+        return teacher_prompt_of(tokenizer, chat_prompt_ids(tokenizer, message), message, skills).prompt_ids
+
+    with pool_for(1) as pool:
+        rollout = collect_episodes(
+            pool,
+            SPEC,
+            backend,
+            tokenizer,
+            ["t-1"],
+            settings(group_size=1, max_turns=2),
+            skills_for=lambda task: "1. Doors open when you say so.",
+            skills_prompt=as_teacher,
+        )
+    for turn in rollout.episodes[0].turns:
+        plain = chat_prompt_ids(tokenizer, turn.prompt_text)
+        assert SKILLS_HEADER not in turn.prompt_text  # the user message itself carries no skills
+        assert turn.prompt_ids == as_teacher("1. Doors open when you say so.", turn.prompt_text) != plain
+        assert tokenizer.decode(turn.prompt_ids).startswith("[Privileged Skill Information]")
 
 
 def test_too_few_slots_and_bad_settings(tiny):
