@@ -6,6 +6,7 @@ import torch
 from experiment_scripts import load_script
 
 from sdar.config import load_config
+from sdar.envs.alfworld.priors import OBJECT_PRIORS
 from sdar.models import load_model, token_logprobs
 
 pytest.importorskip("alfworld")
@@ -45,6 +46,9 @@ def test_the_summary_counts_its_rows(probe):
     assert result["teacher_top"] == sum(row["teacher_top"] for row in rows)
     assert all(0.0 < row["student_p"] < 1.0 and 0.0 < row["teacher_p"] < 1.0 for row in rows)
     assert result["uniform_p"] == pytest.approx(sum(1 / row["candidates"] for row in rows) / 2)
+    for row in rows:  # the line points to one receptacle type: every candidate of it, and only those
+        kinds = {action.rsplit(" ", 1)[0] for action in row["line_choice"]}
+        assert len(kinds) == 1 and 0.0 < row["teacher_line_p"] < 1.0
 
 
 def test_the_skill_texts_tell_the_teacher_more_and_more(probe):
@@ -56,7 +60,7 @@ def test_the_skill_texts_tell_the_teacher_more_and_more(probe):
     finally:
         env.close()
     target = task.task_id.split("/")[-2].split("-")[1]  # the game folder: type-Object-...
-    likeliest = max(probe.OBJECT_PRIORS[target], key=probe.OBJECT_PRIORS[target].get)
+    likeliest = max(OBJECT_PRIORS[target], key=OBJECT_PRIORS[target].get)
     assert probe.skill_text("library", task, expert) is None
     assert probe.skill_text("priors", task, expert).startswith(f"A {target.lower()} is usually found in/on: ")
     assert f"in/on: {likeliest.lower()}, " in probe.skill_text("priors", task, expert)

@@ -11,7 +11,10 @@ skills, built as the trainer builds it). A softmax over those candidates says wh
 Objects lie where the skills' "usual places" say (prior_strength 1.0), and the expert, which knows the room,
 goes first to a receptacle that holds the target. Reported: the probability the student and the teacher give
 that receptacle (mean over tasks; how often each ranks it first), beside the uniform choice. A model that
-reads the skills gives it more as the teacher. Written to teacher_vs_student/skill_reading[-RUN].json.
+reads the skills gives it more as the teacher. Also reported: the probability of the receptacle(s) the
+usual-places line points to (its first type the room has, the goal's type skipped), whether or not the
+object is there: how closely each side follows the line. Written to
+teacher_vs_student/skill_reading[-RUN].json.
 
 What the teacher's prompt carries (`--skills`): `library`, the skills the trainer routes (default); `priors`,
 one line naming the target object's usual receptacles in the generator's order (OBJECT_PRIORS), far sharper
@@ -42,7 +45,7 @@ from sdar.models import load_model, token_logprobs  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
 from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
 from sdar.skills import library_name  # noqa: E402
-from sdar.skills.usual_places import usual_places_skill  # noqa: E402
+from sdar.skills.usual_places import game_places, usual_places_skill  # noqa: E402
 from sdar.teacher import PLACEMENTS, build_teacher_prompt, teacher_logprobs  # noqa: E402
 from sdar.training.checkpoint import load_trainable_weights  # noqa: E402
 from sdar.training.sft import with_warm_start  # noqa: E402
@@ -70,6 +73,20 @@ def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, st
     actions = tuple(first.admissible_actions or ())
     message = env_spec.build_prompt(task, first.observation, actions, [], 0, config.env.history_length)
     return task, message, [a for a in actions if a.startswith(GO_TO)], env.expert_action()
+
+
+def line_choice(task: Task, actions: list[str]) -> list[int]:
+    """Indices of the "go to X" actions the usual-places line points to: its first receptacle type the room
+    has, skipping the goal's type (the object never starts there)."""
+    game_dir = task.metadata["game_dir"]
+    _, places = game_places(game_dir)
+    traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
+    goal_type = traj["pddl_params"].get("parent_target", "").lower()
+    kinds = [action[len(GO_TO) :].rsplit(" ", 1)[0] for action in actions]
+    for place in places:
+        if place.lower() != goal_type and place.lower() in kinds:
+            return [index for index, kind in enumerate(kinds) if kind == place.lower()]
+    return []
 
 
 def reply_logprobs(model, tokenizer, config, task: Task, message: str, actions: list[str], skills=None):
@@ -117,7 +134,7 @@ def measure(config, model, tokenizer, skills: str = "library") -> dict:
                 continue  # the expert does not start by going somewhere (never in these rooms, but be safe)
             text = skill_text(skills, task, expert)
             student, teacher = reply_logprobs(model, tokenizer, config, task, message, actions, text)
-            target = actions.index(expert)
+            target, pointed = actions.index(expert), line_choice(task, actions)
             p_student, p_teacher = student.softmax(0), teacher.softmax(0)
             rows.append(
                 {
@@ -129,6 +146,9 @@ def measure(config, model, tokenizer, skills: str = "library") -> dict:
                     "teacher_p": float(p_teacher[target]),
                     "student_top": int(p_student.argmax()) == target,
                     "teacher_top": int(p_teacher.argmax()) == target,
+                    "line_choice": [actions[index] for index in pointed],
+                    "student_line_p": float(p_student[pointed].sum()),
+                    "teacher_line_p": float(p_teacher[pointed].sum()),
                 }
             )
     finally:
@@ -144,6 +164,9 @@ def measure(config, model, tokenizer, skills: str = "library") -> dict:
         "student_top": sum(row["student_top"] for row in rows),
         "teacher_top": sum(row["teacher_top"] for row in rows),
         "teacher_higher": sum(row["teacher_p"] > row["student_p"] for row in rows),
+        "line_uniform_p": statistics.fmean(len(row["line_choice"]) / row["candidates"] for row in rows),
+        "student_line_p": statistics.fmean(row["student_line_p"] for row in rows),
+        "teacher_line_p": statistics.fmean(row["teacher_line_p"] for row in rows),
         "rows": rows,
     }
 
@@ -185,7 +208,12 @@ def main() -> int:
     print(f"  uniform choice  p {result['uniform_p']:.3f}")
     for side in ("student", "teacher"):
         print(f"  {side:8s} p {result[f'{side}_p']:.3f}, ranked first in {result[f'{side}_top']} of {tasks}")
-    print(f"  the teacher gives it more than the student in {result['teacher_higher']} of {tasks}; {output}")
+    print(f"  the teacher gives it more than the student in {result['teacher_higher']} of {tasks}")
+    print("the receptacle the usual-places line points to gets")
+    print(f"  uniform choice  p {result['line_uniform_p']:.3f}")
+    for side in ("student", "teacher"):
+        print(f"  {side:8s} p {result[f'{side}_line_p']:.3f}")
+    print(f"written to {output}")
     return 0
 
 

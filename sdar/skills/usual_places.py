@@ -27,7 +27,7 @@ def usual_places_line(object_type: str, places: tuple[str, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _game_places(game_dir: str) -> tuple[str, tuple[str, ...]]:
+def game_places(game_dir: str) -> tuple[str, tuple[str, ...]]:
     """(target object type, its usual places in this game) from the game's traj_data.json."""
     traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
     target = traj["pddl_params"]["object_target"]
@@ -46,7 +46,7 @@ def usual_places_skill(task: Task) -> str:
     if game_dir is None:
         lines = [usual_places_line(o, usual_order(o)) for o in OBJECT_PRIORS if o not in LIGHT_SOURCES]
         return max(lines, key=len)
-    target, places = _game_places(str(game_dir))
+    target, places = game_places(str(game_dir))
     if not places:
         return f"No usual place is known for a {target.lower()}: look everywhere."
     return usual_places_line(target, places)
