@@ -9,6 +9,7 @@ from experiment_scripts import load_script
 def load_driver(results: Path, alfworld_data: Path | None = None):
     driver = load_script("run")
     driver.RESULTS = results
+    driver.TEACHER_VS_STUDENT = results / "teacher_vs_student"
     driver.ALFWORLD_DATA = alfworld_data or results / "no-alfworld-data"
     driver.SFT = driver.Stage("warm-start", "sft", results / "sft" / "done", ["sdar", "sft"])
     return driver
@@ -41,13 +42,17 @@ def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
 def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(tmp_path):
     driver = load_driver(tmp_path, alfworld_data=tmp_path)
     keys = [stage.key for stage in driver.pending(["grpo", "sdar"], [0, 1])]
-    assert keys[:3] == ["warm-start: sft", "grpo-s0: train", "sdar-s0: train"]
+    measured = [stage.key for stage in driver.teacher_vs_student_stages()]
+    assert keys[:6] == ["warm-start: sft", *measured, "grpo-s0: train", "sdar-s0: train"]
+    assert all(stage.needs == (driver.SFT.key,) for stage in driver.teacher_vs_student_stages())
     assert (
         keys.index("grpo-s1: train")
         < keys.index("warm-start: valid_seen")
         < keys.index("grpo-s0: valid_seen")
     )
     finish(driver.SFT)
+    for stage in driver.teacher_vs_student_stages():
+        finish(stage)
     finish(driver.train_stage("grpo-s0"))
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
     assert keys == ["warm-start: valid_seen", "grpo-s0: valid_seen"]
@@ -66,9 +71,12 @@ def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
     assert waiter.is_alive() and not handed  # everything else needs the warm start
     scheduler.finished(first, "done")
     waiter.join(timeout=5)
-    assert handed[0].key == "grpo-s0: train"
+    measured = [handed[0], scheduler.next(), scheduler.next()]  # the teacher-vs-student stages come first
+    assert [stage.key for stage in measured] == [stage.key for stage in driver.teacher_vs_student_stages()]
+    train = scheduler.next()
+    assert train.key == "grpo-s0: train"
     assert scheduler.next().key == "warm-start: valid_seen"  # grpo-s0's valid_seen waits for its training
-    scheduler.finished(handed[0], "done")
+    scheduler.finished(train, "done")
     assert scheduler.next().key == "grpo-s0: valid_seen"
     scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
     assert scheduler.next() is None

@@ -50,9 +50,13 @@ def finished_runs(results: Path) -> list[Path]:
     )
 
 
-def inputs(results: Path) -> list[Path]:
-    evaluations = [HERE / name for name in WARM_START_EVALS if (HERE / name / "summary.json").is_file()]
-    return finished_runs(results) + evaluations
+def inputs(results: Path, experiment: Path | None = None) -> list[Path]:
+    """The finished runs, and the warm start's evaluations under `experiment` (default: the folder holding
+    `results/`, or the results folder itself for a pilot that keeps its runs at its top)."""
+    if experiment is None:
+        experiment = results.parent if results.name == "results" else results
+    evaluations = [experiment / name for name in WARM_START_EVALS]
+    return finished_runs(results) + [path for path in evaluations if (path / "summary.json").is_file()]
 
 
 def relative(path: Path) -> str:
@@ -256,9 +260,9 @@ def progress_line(runs: list[Run]) -> str:
     return "Finished runs (seeds): " + ", ".join(parts) + "."
 
 
-def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
+def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment: Path | None = None) -> str:
     """The README's results block: what the committed results give, as Markdown."""
-    everything = read_inputs(inputs(results))
+    everything = read_inputs(inputs(results, experiment))
     runs = [run for run in everything if run.metrics]
     blocks = [Paragraph(progress_line(runs)), Paragraph(LEGEND)]
     for title, choose, panels in (
@@ -278,7 +282,7 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT) -> str:
         blocks.append(Paragraph(agreement))
     blocks += [
         Paragraph(
-            "**The paper's claims at this scale** (criteria fixed in session 4, before any run at lr 1e-3 "
+            "**The paper's claims at this scale** (criteria fixed in session 4, before any run they judge "
             "had ended; they are in `experiments/cpu_reproduction/report.py`)"
         ),
         claims(runs),
@@ -313,10 +317,18 @@ def main() -> int:
         help="the runs folder (default results/); for another folder the report and the block (results.md) "
         "go to FOLDER/report and README.md is left alone",
     )
+    parser.add_argument(
+        "--warm-start",
+        type=Path,
+        default=None,
+        help="the folder whose teacher_vs_student/ and results/warm-start-valid_seen/ evaluated the runs' "
+        "warm start (default: the one holding results/, or FOLDER itself)",
+    )
     args = parser.parse_args()
     results = args.results.resolve()
+    experiment = None if args.warm_start is None else args.warm_start.resolve()
     report_dir = REPORT if results == RESULTS else results / "report"
-    block = results_block(results, report_dir)
+    block = results_block(results, report_dir, experiment)
     readme = README.read_text(encoding="utf-8")
     updated = splice(readme, block)
     if args.check:
@@ -328,9 +340,11 @@ def main() -> int:
     command = f"python {relative(Path(__file__))}" + (
         "" if results == RESULTS else f" --results {relative(results)}"
     )
+    if experiment is not None:
+        command += f" --warm-start {relative(experiment)}"
     for stale in report_dir.glob("curve_*.png"):  # curves of runs no longer in the folder
         stale.unlink()
-    written = write_report(inputs(results), report_dir, command=command)
+    written = write_report(inputs(results, experiment), report_dir, command=command)
     if results == RESULTS:
         README.write_text(updated, encoding="utf-8")
         plots = len(written) - 2

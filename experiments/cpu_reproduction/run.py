@@ -4,8 +4,10 @@
     python experiments/cpu_reproduction/run.py --methods sdar grpo --seeds 0      # a subset
     python experiments/cpu_reproduction/run.py --status                           # what is done, what is left
 
-First the shared SFT warm start (`sdar sft config.yaml`, cached; about 30 min when it is not). Then every
-run lives in results/<method>-s<seed>/ and has two stages, each skipped once done:
+First the shared SFT warm start (`sdar sft config.yaml`, cached; about 30 min when it is not), and the
+teacher-vs-student measurement of it (teacher_vs_student/: the valid panel without the skills and with them
+in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has two
+stages, each skipped once done:
 1. train: `sdar train config.yaml algorithm.method=M seed=S` (checkpoint every step), or `sdar train --resume`
    when the run has a checkpoint; the trainer evaluates the generated valid panel at steps 6 and 12
    (eval/step_6, eval/final);
@@ -13,7 +15,7 @@ run lives in results/<method>-s<seed>/ and has two stages, each skipped once don
    spread over its fixed order, so all six task types, 20 turns each, see VALID_SEEN_GAMES; skipped when
    ../shared/data/alfworld is missing).
 The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
-measurement (teacher_vs_student/plain, what eval/step_0 of every run would be) and on valid_seen in
+measurement (teacher_vs_student/plain is what eval/step_0 of every run would be) and on valid_seen in
 results/warm-start-valid_seen/. Every training stage comes before any valid_seen stage, so a short budget
 buys comparable runs first.
 
@@ -39,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.yaml"
 RESULTS = HERE / "results"
+TEACHER_VS_STUDENT = HERE / "teacher_vs_student"
 METHODS = ("grpo", "sdar", "grpo_opsd")  # the order runs start in: the headline comparison first
 SEEDS = (0, 1, 2)
 ALFWORLD_DATA = HERE.parents[1].parent / "shared" / "data" / "alfworld"
@@ -92,6 +95,32 @@ def warm_start_directory() -> Path:
 SFT = Stage(WARM_START, "sft", warm_start_directory() / "sft_summary.json", sdar("sft", str(CONFIG)))
 
 
+def teacher_vs_student_stages() -> list[Stage]:
+    """The warm start on the valid panel without the skills and with them in the teacher's prompt (the
+    teacher acting), and the skill-reading probe: does the teacher know more, and does the model read it?"""
+    plain, skills = TEACHER_VS_STUDENT / "plain", TEACHER_VS_STUDENT / "skills"
+    as_teacher = ["eval.student_skills=true", "eval.skills_placement=teacher"]
+    reading = TEACHER_VS_STUDENT / "skill_reading.json"
+    probe = [
+        sys.executable,
+        str(HERE / "skill_reading.py"),
+        "--config",
+        str(CONFIG),
+        "--output",
+        str(reading),
+    ]
+    stages = [  # (name, the file that marks it done, command)
+        ("valid panel", plain / "summary.json", sdar("eval", str(CONFIG), "--output", str(plain))),
+        (
+            "valid panel, skills in the teacher's prompt",
+            skills / "summary.json",
+            sdar("eval", str(CONFIG), *as_teacher, "--output", str(skills)),
+        ),
+        ("skill reading", reading, probe),
+    ]
+    return [Stage(WARM_START, name, done, command, needs=(SFT.key,)) for name, done, command in stages]
+
+
 def train_stage(run: str) -> Stage:
     run_dir = RESULTS / run
     method, seed = run.rsplit("-s", 1)
@@ -125,10 +154,11 @@ def valid_seen_stage(run: str) -> Stage:
 
 
 def pending(methods, seeds) -> list[Stage]:
-    """Every stage not done yet: the warm start, the training stages seed-major (all methods of seed 0 first,
-    so a partial result compares), then the valid_seen stages (the warm start's first)."""
+    """Every stage not done yet: the warm start and its teacher-vs-student measurement, the training stages
+    seed-major (all methods of seed 0 first, so a partial result compares), then the valid_seen stages (the
+    warm start's first)."""
     runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
-    stages = [SFT, *(train_stage(run) for run in runs)]
+    stages = [SFT, *teacher_vs_student_stages(), *(train_stage(run) for run in runs)]
     if ALFWORLD_DATA.is_dir():
         stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
     return [stage for stage in stages if not stage.done.is_file()]
