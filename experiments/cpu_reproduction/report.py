@@ -50,11 +50,15 @@ def finished_runs(results: Path) -> list[Path]:
     )
 
 
+def experiment_of(results: Path) -> Path:
+    """The experiment folder of a runs folder: the one holding `results/`, or a pilot that keeps its runs at
+    its top. Its teacher_vs_student/ and report/ belong with the runs."""
+    return results.parent if results.name == "results" else results
+
+
 def inputs(results: Path, experiment: Path | None = None) -> list[Path]:
-    """The finished runs, and the warm start's evaluations under `experiment` (default: the folder holding
-    `results/`, or the results folder itself for a pilot that keeps its runs at its top)."""
-    if experiment is None:
-        experiment = results.parent if results.name == "results" else results
+    """The finished runs, and the warm start's evaluations under `experiment` (default: experiment_of)."""
+    experiment = experiment or experiment_of(results)
     evaluations = [experiment / name for name in WARM_START_EVALS]
     return finished_runs(results) + [path for path in evaluations if (path / "summary.json").is_file()]
 
@@ -261,18 +265,20 @@ def progress_line(runs: list[Run]) -> str:
 
 
 def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment: Path | None = None) -> str:
-    """The README's results block: what the committed results give, as Markdown."""
-    everything = read_inputs(inputs(results, experiment))
+    """The README's results block: what the committed results give, as Markdown. The paper's claims are
+    judged for the experiment proper (results/), not for a pilot."""
+    found = inputs(results, experiment)
+    everything = read_inputs(found) if found else []
     runs = [run for run in everything if run.metrics]
     blocks = [Paragraph(progress_line(runs)), Paragraph(LEGEND)]
     for title, choose, panels in (
         ("Final evaluation (runs: step 12; warm start: before any RL step)", final_evaluation, None),
         ("Best of the evaluations at steps 6 and 12", best_evaluation, {GENERATED_PANEL}),
     ):
-        blocks.append(Paragraph(f"**{title}**"))
-        for table in build_tables(everything, choose):
-            if panels is None or table.name in panels:
-                blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
+        tables = [t for t in build_tables(everything, choose) if panels is None or t.name in panels]
+        blocks += [Paragraph(f"**{title}**")] if tables else []
+        for table in tables:
+            blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
     if runs:
         blocks += [
             Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
@@ -280,13 +286,17 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
         ]
     if agreement := agreement_line(runs):
         blocks.append(Paragraph(agreement))
-    blocks += [
-        Paragraph(
-            "**The paper's claims at this scale** (criteria fixed in session 4, before any run they judge "
-            "had ended; they are in `experiments/cpu_reproduction/report.py`)"
-        ),
-        claims(runs),
-    ]
+    if results == RESULTS:
+        blocks += [
+            Paragraph(
+                "**The paper's claims at this scale** (criteria fixed in session 4, before any run of this "
+                "experiment; they are in `experiments/cpu_reproduction/report.py`)"
+            ),
+            claims(runs),
+        ]
+    if not found:
+        blocks.append(Paragraph("Nothing evaluated yet."))
+        return to_markdown(blocks).strip()
     logged = {key for run in runs for metrics in run.metrics for key in metrics}
     curves = ", ".join(
         f"[{curve.stem.replace('_', ' ')}]({relative(report_dir / f'curve_{curve.stem}.png')})"
@@ -314,8 +324,8 @@ def main() -> int:
         "--results",
         type=Path,
         default=RESULTS,
-        help="the runs folder (default results/); for another folder the report and the block (results.md) "
-        "go to FOLDER/report and README.md is left alone",
+        help="the runs folder (default results/); for another one the report and the block (results.md) go "
+        "to report/ beside it (FOLDER/report when FOLDER is not named results) and README.md is left alone",
     )
     parser.add_argument(
         "--warm-start",
@@ -327,7 +337,7 @@ def main() -> int:
     args = parser.parse_args()
     results = args.results.resolve()
     experiment = None if args.warm_start is None else args.warm_start.resolve()
-    report_dir = REPORT if results == RESULTS else results / "report"
+    report_dir = experiment_of(results) / "report"
     block = results_block(results, report_dir, experiment)
     readme = README.read_text(encoding="utf-8")
     updated = splice(readme, block)
@@ -344,14 +354,17 @@ def main() -> int:
         command += f" --warm-start {relative(experiment)}"
     for stale in report_dir.glob("curve_*.png"):  # curves of runs no longer in the folder
         stale.unlink()
-    written = write_report(inputs(results, experiment), report_dir, command=command)
+    found = inputs(results, experiment)
+    if found:
+        written = write_report(found, report_dir, command=command)
+        print(f"report: {relative(written['markdown'])} ({len(written) - 2} plots)")
     if results == RESULTS:
         README.write_text(updated, encoding="utf-8")
-        plots = len(written) - 2
-        print(f"report: {relative(written['markdown'])} ({plots} plots); README.md results block updated")
+        print("README.md: results block updated")
     else:
+        report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "results.md").write_text(block + "\n", encoding="utf-8")
-        print(f"report: {relative(written['markdown'])}, {relative(report_dir / 'results.md')}")
+        print(f"results block: {relative(report_dir / 'results.md')}")
     return 0
 
 

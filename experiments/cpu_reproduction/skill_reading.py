@@ -3,6 +3,7 @@
     python experiments/cpu_reproduction/skill_reading.py                                  # the warm start
     python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR             # a run's checkpoint
     python experiments/cpu_reproduction/skill_reading.py --skills answer --placement system --base-model
+    python experiments/cpu_reproduction/skill_reading.py --output OUT.json sft.games=64   # another warm start
 
 At the first turn of each panel task the agent stands in the middle of the room with nothing in view. Every
 admissible "go to X" is scored as the reply the SFT taught the model to write (`default_reply`: think, then
@@ -16,10 +17,12 @@ usual-places line points to (its first type the room has, the goal's type skippe
 object is there: how closely each side follows the line. Written to
 teacher_vs_student/skill_reading[-RUN].json.
 
-What the teacher's prompt carries (`--skills`): `library`, the skills the trainer routes (default); `priors`,
-one line naming the target object's usual receptacles in the generator's order (OBJECT_PRIORS), far sharper
-than the library's; `answer`, the receptacle the expert goes to: a positive control, the most a skill text
-could say. `--placement` overrides teacher.placement; `--base-model` scores SmolLM2 without the SFT.
+What the teacher's prompt carries (`--skills`): `library`, the skills the trainer routes (default; the
+config's teacher.skill_library: the alfworld-places line in config.yaml, the alfworld library's prose in
+pilot_unread_skills/config.yaml); `priors`, the alfworld-places line whatever the config says (the target's
+usual receptacles in the game's order); `answer`, the receptacle the expert goes to: a positive control, the
+most a skill text could say. `--placement` overrides teacher.placement; `--base-model` scores SmolLM2
+without the SFT; `--config` and trailing overrides choose another experiment or warm start.
 """
 
 from __future__ import annotations
@@ -181,13 +184,14 @@ def main() -> int:
     parser.add_argument("--skills", choices=SKILL_TEXTS, default="library", help="what the teacher is told")
     parser.add_argument("--placement", choices=PLACEMENTS, help="where (default: the config's)")
     parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-...].json")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. sft.games=64")
     args = parser.parse_args()
     if args.checkpoint is not None:
         config, label = load_config(str(args.checkpoint / "config.yaml")), args.checkpoint.name
     elif args.base_model:
-        config, label = load_config(str(args.config)), "base"
+        config, label = load_config(str(args.config), args.overrides), "base"
     else:
-        config, label = with_warm_start(load_config(str(args.config))), ""
+        config, label = with_warm_start(load_config(str(args.config), args.overrides)), ""
     if args.placement:
         teacher = dataclasses.replace(config.teacher, placement=args.placement)
         config = dataclasses.replace(config, teacher=teacher)
