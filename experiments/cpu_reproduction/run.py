@@ -4,7 +4,7 @@
     python experiments/cpu_reproduction/run.py --methods sdar grpo --seeds 0      # a subset
     python experiments/cpu_reproduction/run.py --status                           # what is done, what is left
 
-First the shared SFT warm start (`sdar sft config.yaml`, cached; about 30 min when it is not), and the
+First the shared SFT warm start (`sdar sft config.yaml`, cached; about 40 min when it is not), and the
 teacher-vs-student measurement of it (teacher_vs_student/: the valid panel without the skills and with them
 in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has two
 stages, each skipped once done:
