@@ -81,13 +81,10 @@ def first_turn_candidates(env, env_spec, config, task_id: str) -> tuple[Task, st
 def line_choice(task: Task, actions: list[str]) -> list[int]:
     """Indices of the "go to X" actions the usual-places line points to: its first receptacle type the room
     has, skipping the goal's type (the object never starts there)."""
-    game_dir = task.metadata["game_dir"]
-    _, places = game_places(game_dir)
-    traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
-    goal_type = traj["pddl_params"].get("parent_target", "").lower()
+    _, places, goal_type = game_places(task.metadata["game_dir"])
     kinds = [action[len(GO_TO) :].rsplit(" ", 1)[0] for action in actions]
     for place in places:
-        if place.lower() != goal_type and place.lower() in kinds:
+        if place.lower() != goal_type.lower() and place.lower() in kinds:
             return [index for index, kind in enumerate(kinds) if kind == place.lower()]
     return []
 

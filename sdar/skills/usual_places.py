@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from sdar.envs.alfworld.priors import LIGHT_SOURCES, OBJECT_PRIORS, usual_order
 from sdar.envs.base import Task
@@ -26,17 +27,22 @@ def usual_places_line(object_type: str, places: tuple[str, ...]) -> str:
     return f"A {object_type.lower()} is usually found in/on: {listed} (most likely first). Go there first."
 
 
+class GamePlaces(NamedTuple):
+    target: str  # the object type the task is about, e.g. "Mug"
+    places: tuple[str, ...]  # its usual receptacle types in this game, most likely first; () = unknown
+    goal: str  # the goal receptacle type ("" for look tasks): the object never starts there
+
+
 @functools.lru_cache(maxsize=4096)
-def game_places(game_dir: str) -> tuple[str, tuple[str, ...]]:
-    """(target object type, its usual places in this game) from the game's traj_data.json."""
+def game_places(game_dir: str) -> GamePlaces:
+    """What a game's traj_data.json says about its object's usual places."""
     traj = json.loads((Path(game_dir) / "traj_data.json").read_text())
-    target = traj["pddl_params"]["object_target"]
+    params = traj["pddl_params"]
+    target, goal = params["object_target"], params.get("parent_target", "")
     recorded = traj.get("sdar_generator", {}).get("usual_places")
     if recorded:
-        return target, tuple(recorded)
-    if target not in OBJECT_PRIORS:
-        return target, ()
-    return target, usual_order(target)
+        return GamePlaces(target, tuple(recorded), goal)
+    return GamePlaces(target, usual_order(target) if target in OBJECT_PRIORS else (), goal)
 
 
 def usual_places_skill(task: Task) -> str:
@@ -46,7 +52,7 @@ def usual_places_skill(task: Task) -> str:
     if game_dir is None:
         lines = [usual_places_line(o, usual_order(o)) for o in OBJECT_PRIORS if o not in LIGHT_SOURCES]
         return max(lines, key=len)
-    target, places = game_places(str(game_dir))
+    target, places, _ = game_places(str(game_dir))
     if not places:
         return f"No usual place is known for a {target.lower()}: look everywhere."
     return usual_places_line(target, places)
