@@ -29,6 +29,9 @@ class Turn:
     action: str  # what was stepped (the no-op command when the reply was invalid)
     valid: bool
     invalid_reason: str = ""
+    # Was the stepped action one of the env's admissible actions for this turn? None where the env lists none
+    # (WebShop's clickables are in the observation, Search-QA has none). An invalid reply counts as False.
+    admissible: bool | None = None
     sampling_logprobs: list[float] | None = None  # the generator's own log-probs of response_ids
     finish_reason: str = ""  # why generation ended: "eos", "stop" (stop string) or "length" (cut off)
     env_reward: float = 0.0

@@ -123,6 +123,7 @@ def play_model(
             skills_prompt=skills_prompt,
         )
         for task_id, episode in zip(chunk, rollout.episodes, strict=True):
+            admissible = [turn.admissible for turn in episode.turns]
             records.append(
                 EpisodeRecord(
                     seed=seed,
@@ -133,6 +134,7 @@ def play_model(
                     actions=[turn.action for turn in episode.turns],
                     error=episode.error,
                     valid=[turn.valid for turn in episode.turns],
+                    admissible=admissible if None not in admissible else None,
                     replies=[turn.response_text for turn in episode.turns],
                     first_prompt=episode.turns[0].prompt_text if episode.turns else None,
                     observations=[turn.observation_after for turn in episode.turns],

@@ -26,6 +26,7 @@ CURVES = (
     Curve("gap_mean", "Teacher-student gap mean Δ", ("distill/gap_mean",)),
     Curve("positive_gap_ratio", "Share of tokens with Δ > 0", ("distill/positive_gap_ratio",)),
     Curve("valid_action_ratio", "Valid action ratio", ("train/valid_action_ratio",)),
+    Curve("admissible_action_ratio", "Admissible action ratio", ("train/admissible_action_ratio",)),
 )
 
 

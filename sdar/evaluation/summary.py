@@ -28,6 +28,8 @@ class EpisodeRecord:
     actions: list[str]
     error: str = ""
     valid: list[bool] | None = None  # model policy: per turn, was the reply well-formed
+    # model policy, envs that list admissible actions: per turn, was the stepped action one of them
+    admissible: list[bool] | None = None
     replies: list[str] | None = None  # model policy: the raw replies
     first_prompt: str | None = None  # model policy: the user message of the first turn (skills included)
     observations: list[str] | None = None  # model policy: the env's reply to each turn's action
@@ -58,7 +60,8 @@ def summarize(
     records: list[EpisodeRecord], seeds: list[int], panel: Panel, task_types=(), average: str = "episodes"
 ) -> dict:
     """Success (and each env metric) mean and population std over seeds, per seed, per task type; the env's
-    Avg (`average`: "episodes" or "task_types", see `env_average`); turns; valid action ratio."""
+    Avg (`average`: "episodes" or "task_types", see `env_average`); turns; valid and admissible action
+    ratios (admissible: None where no episode's env lists admissible actions)."""
     if average not in AVERAGES:
         raise ValueError(f"average={average!r}; choose one of {', '.join(AVERAGES)}")
     per_seed = []
@@ -101,6 +104,7 @@ def summarize(
         }
     valid = [flag for r in records if r.valid is not None for flag in r.valid]
     has_valid = any(r.valid is not None for r in records)
+    admissible = [flag for r in records if r.admissible is not None for flag in r.admissible]
     return {
         "panel": panel.describe(),
         "seeds": list(seeds),
@@ -116,6 +120,7 @@ def summarize(
         "won": sum(r.won for r in records),
         "mean_turns": statistics.fmean([r.turns for r in records]) if records else 0.0,
         "valid_action_ratio": (sum(valid) / max(len(valid), 1)) if has_valid else None,
+        "admissible_action_ratio": (sum(admissible) / len(admissible)) if admissible else None,
         "failed_episodes": sum(bool(r.error) for r in records),
     }
 
@@ -154,6 +159,8 @@ def print_summary(summary: dict, console=None) -> None:
     details = [f"panel {panel['fingerprint']}", f"mean turns {summary['mean_turns']:.1f}"]
     if summary.get("valid_action_ratio") is not None:
         details.append(f"valid actions {summary['valid_action_ratio']:.2f}")
+    if summary.get("admissible_action_ratio") is not None:
+        details.append(f"admissible actions {summary['admissible_action_ratio']:.2f}")
     if summary["failed_episodes"]:
         details.append(f"failed episodes {summary['failed_episodes']}")
     if summary.get("checkpoint"):

@@ -59,6 +59,7 @@ def training_episodes(samples: list[dict]) -> list[dict]:
                     "gate": _token_values(turn, "gate", tokens),
                     "action": str(turn.get("action", "")),
                     "valid": turn.get("valid"),
+                    "admissible": turn.get("admissible"),
                     "observation": turn.get("observation"),
                     "env_reward": _number(turn.get("env_reward")),
                     "reward": _number(turn.get("reward")),
@@ -92,6 +93,7 @@ def evaluation_episodes(label: str, records: list[dict]) -> list[dict]:
         actions = list(record.get("actions") or [])
         replies = list(record.get("replies") or [])
         valid = list(record.get("valid") or [])
+        admissible = list(record.get("admissible") or [])
         observations = list(record.get("observations") or [])
         count = max(len(actions), len(replies))
         turns = [
@@ -104,6 +106,7 @@ def evaluation_episodes(label: str, records: list[dict]) -> list[dict]:
                 "gate": None,
                 "action": str(actions[index]) if index < len(actions) else "",
                 "valid": valid[index] if index < len(valid) else None,
+                "admissible": admissible[index] if index < len(admissible) else None,
                 "observation": str(observations[index]) if index < len(observations) else None,
                 "env_reward": None,
                 "reward": None,

@@ -11,7 +11,8 @@ from the identical task), one env slot per episode (episode e uses slot `first_s
 3. each reply is parsed by the env's `parse_reply`; ONE `step_many` call steps every active env with the
    parsed action (an invalid reply steps the parser's no-op action and its row is marked invalid);
 4. one Turn per active episode records the prompt ids, the response ids exactly as sampled, their sampling
-   log-probs, the stepped action, validity, env reward and the next observation.
+   log-probs, the stepped action, validity, env reward and the next observation, and whether the action was
+   among the admissible ones listed (a valid reply can still name a receptacle the room does not have).
 An episode ends when the env says done (won or lost), when the env fails (`info["error"]`: the episode ends
 as failed with the error recorded; nothing else stops), or at `max_turns`.
 
@@ -109,7 +110,7 @@ class RolloutStats:
     episodes: int
     won_rate: float
     return_mean: float
-    valid_action_ratio: float  # valid turns / turns
+    valid_action_ratio: float  # valid turns / turns (replies in the env's format)
     turns: int  # training rows
     turns_per_episode: float
     generated_tokens: int
@@ -123,11 +124,13 @@ class RolloutStats:
     prompts_over_budget: int  # prompts longer than the budget even with no history shown
     finish_reasons: dict[str, int] = field(default_factory=dict)  # "eos" / "stop" / "length" -> turns
     metric_means: dict[str, float] = field(default_factory=dict)  # env episode metrics, e.g. "score"
+    # admissible turns / turns, over the turns whose env listed admissible actions; None where none did
+    admissible_action_ratio: float | None = None
 
     def as_dict(self) -> dict[str, float | int]:
         """Flat scalars for loggers: `finish_reasons` becomes finish_eos / finish_stop / finish_length and
-        each env metric `<name>_mean`."""
-        values = asdict(self)
+        each env metric `<name>_mean`; a ratio the env cannot give (None) is left out."""
+        values = {key: value for key, value in asdict(self).items() if value is not None}
         reasons = values.pop("finish_reasons")
         values.update({f"finish_{reason}": reasons.get(reason, 0) for reason in FINISH_REASONS})
         values.update({f"{name}_mean": mean for name, mean in values.pop("metric_means").items()})
@@ -335,6 +338,7 @@ def _record_turn(state: _Running, turn_index: int, prompt: _Prompt, generation, 
             action=reply.action,
             valid=bool(reply.valid),
             invalid_reason="" if reply.valid else reply.reason,
+            admissible=_admissible(reply, result, state.admissible_actions),
             sampling_logprobs=list(generation.logprobs),
             finish_reason=generation.finish_reason,
             env_reward=float(result.reward),
@@ -352,6 +356,20 @@ def _record_turn(state: _Running, turn_index: int, prompt: _Prompt, generation, 
         state.observation, state.admissible_actions = result.observation, result.admissible_actions
 
 
+def _admissible(reply, result: StepResult, shown: tuple[str, ...] | None) -> bool | None:
+    """Was the stepped action (as the env read it: `info["command"]` where it normalised the text) among the
+    admissible actions listed before this turn? None where the env lists none; False for an invalid reply."""
+    if shown is None:
+        return None
+    return bool(reply.valid) and result.info.get("command", reply.action) in shown
+
+
+def admissible_ratio(turns) -> float | None:
+    """The share of admissible turns among those whose env listed admissible actions (None: no such turn)."""
+    flags = [turn.admissible for turn in turns if turn.admissible is not None]
+    return sum(flags) / len(flags) if flags else None
+
+
 def rollout_stats(
     episodes: list[Episode],
     *,
@@ -361,7 +379,7 @@ def rollout_stats(
     generate_calls: int,
     prompts_over_budget: int = 0,
 ) -> RolloutStats:
-    """Won rate, return mean, valid-action ratio, token counts and speeds of a list of episodes."""
+    """Won rate, return mean, valid- and admissible-action ratios, token counts and speeds of episodes."""
     turns = [turn for episode in episodes for turn in episode.turns]
     generated = sum(len(turn.response_ids) for turn in turns)
     count = max(len(episodes), 1)
@@ -383,4 +401,5 @@ def rollout_stats(
         prompts_over_budget=prompts_over_budget,
         finish_reasons=dict(Counter(turn.finish_reason for turn in turns)),
         metric_means=metric_means([episode.metrics for episode in episodes]),
+        admissible_action_ratio=admissible_ratio(turns),
     )

@@ -132,13 +132,15 @@ SUMMED = ("episodes", "turns", "generated_tokens", "prompt_tokens", "generate_ca
 
 def combine_rollout_stats(per_process: list[dict]) -> dict:
     """One step's `train/*` rollout stats over processes: counts summed, seconds and speeds as the slowest
-    process saw them (`*_s`: max; tokens_per_s: summed), every other value averaged weighted by episodes."""
+    process saw them (`*_s`: max; tokens_per_s: summed), every other value averaged weighted by episodes. A
+    value some process left out (a ratio its rollout could not give) is combined over those that have it."""
     if len(per_process) == 1:
         return per_process[0]
-    weights = [stats.get("train/episodes", 1) or 1 for stats in per_process]
     combined = {}
-    for key in per_process[0]:
-        values = [stats[key] for stats in per_process]
+    for key in dict.fromkeys(key for stats in per_process for key in stats):
+        having = [stats for stats in per_process if key in stats]
+        values = [stats[key] for stats in having]
+        weights = [stats.get("train/episodes", 1) or 1 for stats in having]
         name = key.removeprefix("train/")
         if not all(isinstance(value, (int, float)) for value in values):
             combined[key] = values[0]

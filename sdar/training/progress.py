@@ -8,6 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 SHOWN = (
     ("train/won_rate", "won", "{:.2f}"),
     ("train/valid_action_ratio", "valid", "{:.2f}"),
+    ("train/admissible_action_ratio", "adm", "{:.2f}"),
     ("loss/policy", "pg", "{:+.4f}"),
     ("loss/kl", "kl", "{:.4f}"),
     ("distill/gate_mean", "gate", "{:.3f}"),

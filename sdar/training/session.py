@@ -141,6 +141,7 @@ class RolloutSession:
                     "observation": turn.observation_after,  # the env's reply to the action (viewer)
                     "env_reward": turn.env_reward,
                     "valid": turn.valid,
+                    "admissible": turn.admissible,
                     "reward": turn.reward,
                     "advantage": float(batch.advantages[row]) if batch.advantages is not None else None,
                 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -114,8 +115,12 @@ def test_summary_means_and_population_std_over_seeds_and_per_type_counts():
     look = summary["per_task_type"]["look_at_obj_in_light"]
     assert look == {"label": "Look", "tasks": 1, "episodes": 2, "won": 1, "success_rate": 0.5, "metrics": {}}
     assert summary["valid_action_ratio"] == 5 / 7 and summary["mean_turns"] == 7 / 4
+    assert summary["admissible_action_ratio"] is None  # no record says whether its actions were admissible
     assert summary["episodes"] == 4 and summary["won"] == 3
     assert summary["metrics"] == {}
+    records[0] = dataclasses.replace(records[0], admissible=[True, False])
+    records[2] = dataclasses.replace(records[2], admissible=[True, False, False])
+    assert summarize(records, [0, 1], panel)["admissible_action_ratio"] == 2 / 5  # over the turns that say
 
 
 def test_env_metrics_average_per_seed_and_type_and_count_a_missing_metric_as_zero():
@@ -199,7 +204,9 @@ def test_model_policy_runs_and_two_runs_are_identical(tmp_path):
     assert episodes == read_episodes(tmp_path / "b")
     assert len(episodes) == 2 and all(e["seed"] == 3 for e in episodes)
     assert all(len(e["replies"]) == len(e["valid"]) == len(e["actions"]) == e["turns"] for e in episodes)
+    assert all(len(e["admissible"]) == e["turns"] for e in episodes)  # ALFWorld lists admissible actions
     assert 0.0 <= first["valid_action_ratio"] <= 1.0 and first["temperature"] == 0.4
+    assert 0.0 <= first["admissible_action_ratio"] <= first["valid_action_ratio"]
     assert first["model"] == "tiny" and first["checkpoint"] is None
     other_seed = evaluate(
         smoke(*FAST_MODEL, "eval.temperature=0.4", "eval.seeds=[4]"), output_dir=tmp_path / "c"

@@ -47,6 +47,7 @@ def sample(step=1, won=False, task_type="pick_and_place_simple", reply=SCRIPT_PA
                 "action": f"go to {IMAGE_PAYLOAD}",
                 "observation": f"You see {SVG_PAYLOAD}",
                 "valid": True,
+                "admissible": False,  # a well-formed reply naming something the room does not have
                 "env_reward": 0.0,
                 "reward": 0.0,
                 "advantage": 0.25,
@@ -64,6 +65,7 @@ def test_training_episodes_keep_turns_tokens_and_colours():
     assert "".join(turn["tokens"]) == SCRIPT_PAYLOAD
     assert turn["gap"] == [0.5, -0.5, 0.0] and turn["gate"] == [0.99, 0.01, 0.5]
     assert turn["advantage"] == 0.25 and episode["skills"].startswith("Look in drawers")
+    assert turn["valid"] is True and turn["admissible"] is False
 
 
 def test_token_values_that_do_not_match_the_tokens_are_dropped():
@@ -74,7 +76,7 @@ def test_token_values_that_do_not_match_the_tokens_are_dropped():
 def test_evaluation_episodes_from_episode_records():
     record = {"seed": 3, "task_id": "/abs/a/b/c", "task_key": "a/b/c", "task_type": "look_at_obj_in_light",
               "won": True, "turns": 2, "actions": ["look", "use desklamp 1"], "valid": [True, False],
-              "replies": ["<action>look</action>", "x"]}  # fmt: skip
+              "admissible": [True, False], "replies": ["<action>look</action>", "x"]}  # fmt: skip
     (episode,) = evaluation_episodes("final", [record])
     assert (episode["source"], episode["label"], episode["task_id"]) == (
         "eval final",
@@ -83,6 +85,7 @@ def test_evaluation_episodes_from_episode_records():
     )
     assert [t["action"] for t in episode["turns"]] == ["look", "use desklamp 1"]
     assert [t["valid"] for t in episode["turns"]] == [True, False]
+    assert [t["admissible"] for t in episode["turns"]] == [True, False]
     assert episode["turns"][1]["tokens"] is None and episode["won"] is True
 
 
@@ -190,6 +193,7 @@ def test_viewer_renders_and_runs_no_injected_script(hostile_run, chromium, tmp_p
     assert html.escape(CLOSE_PAYLOAD, quote=False) in dom  # the prompt
     assert html.escape(f"You see {SVG_PAYLOAD}", quote=False) in dom  # the env reply
     assert "3 of 3 episodes" in dom  # the script ran to the end
+    assert "not admissible" in dom  # the first episode's valid reply named no admissible action
     assert "<img src=" not in dom and "<svg" not in dom  # no element was built from data
     shot = chromium.screenshot(hostile_run, tmp_path / "viewer.png")
     chromium.assert_nontrivial_png(shot, min_colours=50)

@@ -1,5 +1,6 @@
 """The batched rollout: one generate call per turn, exact tokens, invalid replies, env failures, budgets."""
 
+import dataclasses
 import functools
 import importlib.util
 import re
@@ -47,10 +48,16 @@ class DoorEnv:
         if action == "explode":
             raise RuntimeError("engine exploded")
         self.steps += 1
-        won = action == WIN
-        text = self._observation(f"You did: {action} (step {self.steps}).")
+        command = action.lower()  # like ALFWorld, the env reads the action in lower case and says so
+        won = command == WIN
+        text = self._observation(f"You did: {command} (step {self.steps}).")
         return StepResult(
-            text, reward=10.0 if won else 0.0, done=won, won=won, admissible_actions=(WIN, "look")
+            text,
+            reward=10.0 if won else 0.0,
+            done=won,
+            won=won,
+            admissible_actions=(WIN, "look"),
+            info={} if command == action else {"command": command},
         )
 
     def expert_action(self):
@@ -210,6 +217,39 @@ def test_invalid_reply_steps_the_no_op_and_is_penalised(tiny):
     assert (first.reward, second.reward) == (10.0 - 0.25, 10.0)
     assert f"Action 1: '{NO_OP_ACTION}'" in second.prompt_text  # history shows what was executed
     assert rollout.stats.valid_action_ratio == 0.5
+
+
+def test_admissible_counts_the_action_as_the_env_read_it(tiny):
+    _, tokenizer = tiny
+    replies = ["no tags here", reply("go to the moon"), reply("LOOK"), reply(WIN)]
+    rollout = run(tokenizer, ScriptedBackend(tokenizer, lambda prompt, call: replies[call]), ["t-0"],
+                  group_size=1, max_turns=4)  # fmt: skip
+    turns = rollout.episodes[0].turns
+    assert [turn.valid for turn in turns] == [False, True, True, True]
+    assert [turn.admissible for turn in turns] == [False, False, True, True]  # "LOOK" was stepped as "look"
+    assert rollout.stats.admissible_action_ratio == 0.5 and rollout.stats.valid_action_ratio == 0.75
+    assert rollout.stats.as_dict()["admissible_action_ratio"] == 0.5
+
+
+class ListlessDoorEnv(DoorEnv):
+    """DoorEnv without an admissible-action list (like WebShop or Search-QA)."""
+
+    def reset(self, task_id):
+        task, result = super().reset(task_id)
+        return task, dataclasses.replace(result, admissible_actions=None)
+
+    def step(self, action):
+        return dataclasses.replace(super().step(action), admissible_actions=None)
+
+
+def test_no_admissible_ratio_where_the_env_lists_no_actions(tiny):
+    _, tokenizer = tiny
+    backend = ScriptedBackend(tokenizer, lambda prompt, call: reply("look"))
+    with EnvPool(ListlessDoorEnv, num_slots=1, num_workers=0) as pool:
+        rollout = collect_episodes(pool, SPEC, backend, tokenizer, ["t-0"], settings(group_size=1))
+    assert all(turn.admissible is None for turn in rollout.episodes[0].turns)
+    assert rollout.stats.admissible_action_ratio is None
+    assert "admissible_action_ratio" not in rollout.stats.as_dict()  # loggers get scalars only
 
 
 def test_failing_env_ends_only_its_episode(tiny):

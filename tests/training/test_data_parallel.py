@@ -108,6 +108,9 @@ def test_rollout_stats_combine_counts_rates_and_seconds_over_processes():
         "x": "a",
     }
     assert combine_rollout_stats([first]) is first
+    # a ratio one process could not give (no turn with admissible actions) is combined over the others
+    with_ratio = {**second, "train/admissible_action_ratio": 0.25}
+    assert combine_rollout_stats([first, with_ratio])["train/admissible_action_ratio"] == 0.25
 
 
 def test_a_process_without_a_gpu_of_its_own_is_told_how_to_launch(monkeypatch):
