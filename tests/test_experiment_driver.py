@@ -20,7 +20,7 @@ def finish(stage) -> None:
     stage.done.write_text("{}")
 
 
-def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
+def test_a_run_trains_fresh_then_resumes_then_is_probed_and_evaluates_valid_seen(tmp_path):
     driver = load_driver(tmp_path)
     run_dir = tmp_path / "sdar-s1"
     train = driver.train_stage("sdar-s1")
@@ -32,6 +32,10 @@ def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
     assert driver.train_stage("sdar-s1").command[-2:] == ["--resume", str(run_dir)]
     assert driver.progress(driver.train_stage("sdar-s1")) == " (resumes after step 3)"
     assert driver.progress(driver.train_stage("grpo-s1")) == ""  # not started
+    reading = driver.reading_stage("sdar-s1")
+    assert reading.needs == ("sdar-s1: train",)
+    assert reading.done == tmp_path / "teacher_vs_student" / "skill_reading-sdar-s1.json"
+    assert reading.command[-4:] == ["--checkpoint", str(run_dir), "--output", str(reading.done)]
     valid_seen = driver.valid_seen_stage("sdar-s1")
     assert valid_seen.needs == ("sdar-s1: train",) and "eval.split=valid_seen" in valid_seen.command
     assert valid_seen.command[valid_seen.command.index("--checkpoint") + 1] == str(run_dir)
@@ -39,7 +43,7 @@ def test_a_run_trains_fresh_then_resumes_then_evaluates_valid_seen(tmp_path):
     assert "--checkpoint" not in warm.command and "sft.warm_start=false" in warm.command
 
 
-def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(tmp_path):
+def test_pending_lists_the_warm_start_then_training_seed_major_then_probes_then_valid_seen(tmp_path):
     driver = load_driver(tmp_path, alfworld_data=tmp_path)
     keys = [stage.key for stage in driver.pending(["grpo", "sdar"], [0, 1])]
     measured = [stage.key for stage in driver.teacher_vs_student_stages()]
@@ -47,6 +51,7 @@ def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(t
     assert all(stage.needs == (driver.SFT.key,) for stage in driver.teacher_vs_student_stages())
     assert (
         keys.index("grpo-s1: train")
+        < keys.index("grpo-s0: skill reading")
         < keys.index("warm-start: valid_seen")
         < keys.index("grpo-s0: valid_seen")
     )
@@ -55,8 +60,9 @@ def test_pending_lists_the_warm_start_then_training_seed_major_then_valid_seen(t
         finish(stage)
     finish(driver.train_stage("grpo-s0"))
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
-    assert keys == ["warm-start: valid_seen", "grpo-s0: valid_seen"]
-    assert [stage.key for stage in load_driver(tmp_path).pending(["grpo"], [0])] == []  # no ALFWorld data
+    assert keys == ["grpo-s0: skill reading", "warm-start: valid_seen", "grpo-s0: valid_seen"]
+    no_alfworld = load_driver(tmp_path).pending(["grpo"], [0])
+    assert [stage.key for stage in no_alfworld] == ["grpo-s0: skill reading"]
 
 
 def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
@@ -75,8 +81,8 @@ def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
     assert [stage.key for stage in measured] == [stage.key for stage in driver.teacher_vs_student_stages()]
     train = scheduler.next()
     assert train.key == "grpo-s0: train"
-    assert scheduler.next().key == "warm-start: valid_seen"  # grpo-s0's valid_seen waits for its training
+    assert scheduler.next().key == "warm-start: valid_seen"  # grpo-s0's other stages wait for its training
     scheduler.finished(train, "done")
-    assert scheduler.next().key == "grpo-s0: valid_seen"
+    assert [scheduler.next().key, scheduler.next().key] == ["grpo-s0: skill reading", "grpo-s0: valid_seen"]
     scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
     assert scheduler.next() is None

@@ -12,6 +12,8 @@ links to the curves; tests/test_experiment_report.py checks that it matches the 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -42,6 +44,13 @@ END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
+READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's output: "" = the warm start, -RUN
+READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
+    ("line's receptacle: student", "student_line_p"),
+    ("line's receptacle: teacher", "teacher_line_p"),
+    ("expert's receptacle: student", "student_p"),
+    ("expert's receptacle: teacher", "teacher_p"),
+)
 
 
 def finished_runs(results: Path) -> list[Path]:
@@ -109,6 +118,25 @@ def dynamics_table(runs: list[Run]) -> Table:
         steps = sorted({run.metrics[-1]["step"] for run in mine})
         rows.append((method, str(len(mine)), "/".join(map(str, steps)), *cells))
     return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
+
+
+def reading_table(experiment: Path) -> Table | None:
+    """skill_reading.py of the warm start and of every run's final checkpoint, per method mean ± std over
+    seeds: where the student (no line) and the teacher (the line) would go first. None before any run's."""
+    by_method: dict[str, list[dict]] = {}
+    for path in sorted(experiment.glob(READING.format("-*-s[0-9]*"))):
+        if match := re.fullmatch(r"skill_reading-(.+)-s\d+\.json", path.name):
+            by_method.setdefault(match.group(1), []).append(json.loads(path.read_text(encoding="utf-8")))
+    if not by_method:
+        return None
+    warm_start = experiment / READING.format("")
+    rows = []
+    if warm_start.is_file():
+        by_method = {"warm start": [json.loads(warm_start.read_text(encoding="utf-8"))], **by_method}
+    for method, results in by_method.items():
+        cells = [_mean_std([result[key] for result in results], signed=False) for _, key in READING_COLUMNS]
+        rows.append((method, str(len(results)), *cells))
+    return Table(("model", "runs", *(header for header, _ in READING_COLUMNS)), tuple(rows))
 
 
 def logged_replies(run: Run) -> dict[tuple, str]:
@@ -286,6 +314,16 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
         ]
     if agreement := agreement_line(runs):
         blocks.append(Paragraph(agreement))
+    if (reading := reading_table(experiment or experiment_of(results))) is not None:
+        blocks += [
+            Paragraph(
+                "**What the student took in** (`skill_reading.py` on the final checkpoints: at the first "
+                f"turn of the {GENERATED_PANEL} games, the probability of going first to the receptacle the "
+                "usual-places line names, and to the one the expert goes to; student: without the line, "
+                "teacher: with it; mean ± std over seeds)"
+            ),
+            reading,
+        ]
     if results == RESULTS:
         blocks += [
             Paragraph(

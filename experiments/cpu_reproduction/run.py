@@ -6,12 +6,15 @@
 
 First the shared SFT warm start (`sdar sft config.yaml`, cached; about 40 min when it is not), and the
 teacher-vs-student measurement of it (teacher_vs_student/: the valid panel without the skills and with them
-in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has two
-stages, each skipped once done:
+in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has
+three stages, each skipped once done:
 1. train: `sdar train config.yaml algorithm.method=M seed=S` (checkpoint every step), or `sdar train --resume`
    when the run has a checkpoint; the trainer evaluates the generated valid panel at steps 6 and 12
    (eval/step_6, eval/final);
-2. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; 36 of its 140 games evenly
+2. skill reading: skill_reading.py on the final checkpoint (teacher_vs_student/skill_reading-<run>.json):
+   after RL, does the student, without the line, go where the line points more than the warm start did?
+   Distilling the teacher teaches that directly; GRPO can learn it only from the rewards of its episodes;
+3. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; 36 of its 140 games evenly
    spread over its fixed order, so all six task types, 20 turns each, see VALID_SEEN_GAMES; skipped when
    ../shared/data/alfworld is missing).
 The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
@@ -95,20 +98,18 @@ def warm_start_directory() -> Path:
 SFT = Stage(WARM_START, "sft", warm_start_directory() / "sft_summary.json", sdar("sft", str(CONFIG)))
 
 
+def skill_reading(output: Path, *model: str) -> list[str]:
+    """The skill_reading.py command writing `output`; `model`: e.g. ("--checkpoint", RUN_DIR)."""
+    return [sys.executable, str(HERE / "skill_reading.py"), *model, "--output", str(output)]
+
+
 def teacher_vs_student_stages() -> list[Stage]:
     """The warm start on the valid panel without the skills and with them in the teacher's prompt (the
     teacher acting), and the skill-reading probe: does the teacher know more, and does the model read it?"""
     plain, skills = TEACHER_VS_STUDENT / "plain", TEACHER_VS_STUDENT / "skills"
     as_teacher = ["eval.student_skills=true", "eval.skills_placement=teacher"]
     reading = TEACHER_VS_STUDENT / "skill_reading.json"
-    probe = [
-        sys.executable,
-        str(HERE / "skill_reading.py"),
-        "--config",
-        str(CONFIG),
-        "--output",
-        str(reading),
-    ]
+    probe = skill_reading(reading, "--config", str(CONFIG))
     stages = [  # (name, the file that marks it done, command)
         ("valid panel", plain / "summary.json", sdar("eval", str(CONFIG), "--output", str(plain))),
         (
@@ -141,6 +142,13 @@ def progress(stage: Stage) -> str:
     return f" (resumes after step {int(latest.read_text().strip().removeprefix('step_'))})"
 
 
+def reading_stage(run: str) -> Stage:
+    """skill_reading.py on a run's final checkpoint."""
+    output = TEACHER_VS_STUDENT / f"skill_reading-{run}.json"
+    command = skill_reading(output, "--checkpoint", str(RESULTS / run))
+    return Stage(run, "skill reading", output, command, needs=(f"{run}: train",))
+
+
 def valid_seen_stage(run: str) -> Stage:
     """valid_seen of a run's final checkpoint, or of the warm start (the experiment config, no checkpoint)."""
     if run == WARM_START:  # the warm-start model itself: its key is computed on the generated env
@@ -155,10 +163,11 @@ def valid_seen_stage(run: str) -> Stage:
 
 def pending(methods, seeds) -> list[Stage]:
     """Every stage not done yet: the warm start and its teacher-vs-student measurement, the training stages
-    seed-major (all methods of seed 0 first, so a partial result compares), then the valid_seen stages (the
-    warm start's first)."""
+    seed-major (all methods of seed 0 first, so a partial result compares), the skill-reading probes (minutes
+    each), then the valid_seen stages (the warm start's first)."""
     runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
     stages = [SFT, *teacher_vs_student_stages(), *(train_stage(run) for run in runs)]
+    stages += [reading_stage(run) for run in runs]
     if ALFWORLD_DATA.is_dir():
         stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
     return [stage for stage in stages if not stage.done.is_file()]
