@@ -95,7 +95,10 @@ def print_run_summary(run_dir: Path, history: list[dict], evaluations: dict) -> 
         first, last = history[0], history[-1]
         won_before, won_after = first.get("train/won_rate", 0), last.get("train/won_rate", 0)
         print(f"steps {first['step']}..{last['step']}: train won rate {won_before:.2f} -> {won_after:.2f}")
-        print(f"final valid action ratio {last.get('train/valid_action_ratio', 0):.2f}")
+        ratios = f"final valid action ratio {last.get('train/valid_action_ratio', 0):.2f}"
+        if "train/admissible_action_ratio" in last:
+            ratios += f", admissible {last['train/admissible_action_ratio']:.2f}"
+        print(ratios)
         if "distill/gate_mean" in last:
             gates = [m["distill/gate_mean"] for m in history if "distill/gate_mean" in m]
             gaps = [m["distill/gap_mean"] for m in history if "distill/gap_mean" in m]

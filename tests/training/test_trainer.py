@@ -61,7 +61,8 @@ def test_run_directory_holds_config_metrics_checkpoint_and_samples(tmp_path):
     (line,) = (run_dir / "metrics.jsonl").read_text().splitlines()
     metrics = json.loads(line)
     required = [
-        "step", "train/won_rate", "train/return_mean", "train/valid_action_ratio", "loss/policy", "loss/kl",
+        "step", "train/won_rate", "train/return_mean", "train/valid_action_ratio",
+        "train/admissible_action_ratio", "loss/policy", "loss/kl",
         "distill/gate_mean", "distill/gap_mean", "distill/gap_std", "distill/positive_gap_ratio",
         "time/rollout_s", "time/teacher_s", "time/update_s", "time/step_s",
     ]  # fmt: skip
@@ -71,6 +72,7 @@ def test_run_directory_holds_config_metrics_checkpoint_and_samples(tmp_path):
     turn = sample["turns"][0]
     assert len(turn["tokens"]) == len(turn["gap"]) == len(turn["gate"]) > 0
     assert isinstance(turn["observation"], str) and "General skills" in sample["skills"]  # for `sdar view`
+    assert isinstance(turn["admissible"], bool)  # ALFWorld lists its admissible actions
 
 
 def test_keep_last_leaves_the_newest_checkpoint(tmp_path):
