@@ -32,10 +32,11 @@ def test_a_run_trains_fresh_then_resumes_then_is_probed_and_evaluates_valid_seen
     assert driver.train_stage("sdar-s1").command[-2:] == ["--resume", str(run_dir)]
     assert driver.progress(driver.train_stage("sdar-s1")) == " (resumes after step 3)"
     assert driver.progress(driver.train_stage("grpo-s1")) == ""  # not started
-    reading = driver.reading_stage("sdar-s1")
+    reading = driver.reading_stage("sdar-s1", 6)
     assert reading.needs == ("sdar-s1: train",)
-    assert reading.done == tmp_path / "teacher_vs_student" / "skill_reading-sdar-s1.json"
-    assert reading.command[-4:] == ["--checkpoint", str(run_dir), "--output", str(reading.done)]
+    assert reading.done == tmp_path / "teacher_vs_student" / "skill_reading-sdar-s1-step6.json"
+    checkpoint = str(run_dir / "checkpoints" / "step_000006")
+    assert reading.command[-4:] == ["--checkpoint", checkpoint, "--output", str(reading.done)]
     valid_seen = driver.valid_seen_stage("sdar-s1")
     assert valid_seen.needs == ("sdar-s1: train",) and "eval.split=valid_seen" in valid_seen.command
     assert valid_seen.command[valid_seen.command.index("--checkpoint") + 1] == str(run_dir)
@@ -51,7 +52,8 @@ def test_pending_lists_the_warm_start_then_training_seed_major_then_probes_then_
     assert all(stage.needs == (driver.SFT.key,) for stage in driver.teacher_vs_student_stages())
     assert (
         keys.index("grpo-s1: train")
-        < keys.index("grpo-s0: skill reading")
+        < keys.index("grpo-s0: skill reading, step 6")
+        < keys.index("grpo-s0: skill reading, step 12")
         < keys.index("warm-start: valid_seen")
         < keys.index("grpo-s0: valid_seen")
     )
@@ -60,9 +62,10 @@ def test_pending_lists_the_warm_start_then_training_seed_major_then_probes_then_
         finish(stage)
     finish(driver.train_stage("grpo-s0"))
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
-    assert keys == ["grpo-s0: skill reading", "warm-start: valid_seen", "grpo-s0: valid_seen"]
+    readings = ["grpo-s0: skill reading, step 6", "grpo-s0: skill reading, step 12"]
+    assert keys == [*readings, "warm-start: valid_seen", "grpo-s0: valid_seen"]
     no_alfworld = load_driver(tmp_path).pending(["grpo"], [0])
-    assert [stage.key for stage in no_alfworld] == ["grpo-s0: skill reading"]
+    assert [stage.key for stage in no_alfworld] == readings
 
 
 def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
@@ -83,6 +86,11 @@ def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
     assert train.key == "grpo-s0: train"
     assert scheduler.next().key == "warm-start: valid_seen"  # grpo-s0's other stages wait for its training
     scheduler.finished(train, "done")
-    assert [scheduler.next().key, scheduler.next().key] == ["grpo-s0: skill reading", "grpo-s0: valid_seen"]
+    after_training = [scheduler.next().key for _ in range(3)]
+    assert after_training == [
+        "grpo-s0: skill reading, step 6",
+        "grpo-s0: skill reading, step 12",
+        "grpo-s0: valid_seen",
+    ]
     scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
     assert scheduler.next() is None

@@ -112,7 +112,9 @@ def test_the_report_judges_the_runs_the_driver_makes(report, tmp_path):
     assert sorted(report.METHODS) == sorted(driver.METHODS) and report.SEEDS == driver.SEEDS
 
 
-def test_reading_table_puts_the_warm_start_first_and_averages_each_method_over_seeds(report, tmp_path):
+def test_reading_table_puts_the_warm_start_first_and_averages_each_method_and_step_over_seeds(
+    report, tmp_path
+):
     folder = tmp_path / "teacher_vs_student"
     folder.mkdir()
 
@@ -123,12 +125,14 @@ def test_reading_table_puts_the_warm_start_first_and_averages_each_method_over_s
     write("skill_reading", 0.4)
     write("skill_reading-base", 0.9)  # other probes (the base model, other skill texts) are not runs
     assert report.reading_table(tmp_path) is None  # no run probed yet
-    write("skill_reading-sdar-s0", 0.5)
-    write("skill_reading-sdar-s1", 0.7)
-    write("skill_reading-grpo_opsd-s0", 0.45)
+    write("skill_reading-sdar-s0-step12", 0.5)
+    write("skill_reading-sdar-s1-step12", 0.7)
+    write("skill_reading-sdar-s0-step6", 0.3)
+    write("skill_reading-grpo_opsd-s0-step12", 0.45)
     table = report.reading_table(tmp_path)
-    assert [row[:3] for row in table.rows] == [
-        ("warm start", "1", "0.400"),
-        ("grpo_opsd", "1", "0.450"),
-        ("sdar", "2", "0.600 ± 0.100"),
+    assert [row[:4] for row in table.rows] == [
+        ("warm start", "0", "1", "0.400"),
+        ("grpo_opsd", "12", "1", "0.450"),
+        ("sdar", "6", "1", "0.300"),
+        ("sdar", "12", "2", "0.600 ± 0.100"),
     ]

@@ -44,7 +44,7 @@ END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
-READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's output: "" = the warm start, -RUN
+READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
 READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
     ("line's receptacle: student", "student_line_p"),
     ("line's receptacle: teacher", "teacher_line_p"),
@@ -121,22 +121,26 @@ def dynamics_table(runs: list[Run]) -> Table:
 
 
 def reading_table(experiment: Path) -> Table | None:
-    """skill_reading.py of the warm start and of every run's final checkpoint, per method mean ± std over
+    """skill_reading.py of the warm start and of the runs' checkpoints, per method and step mean ± std over
     seeds: where the student (no line) and the teacher (the line) would go first. None before any run's."""
-    by_method: dict[str, list[dict]] = {}
-    for path in sorted(experiment.glob(READING.format("-*-s[0-9]*"))):
-        if match := re.fullmatch(r"skill_reading-(.+)-s\d+\.json", path.name):
-            by_method.setdefault(match.group(1), []).append(json.loads(path.read_text(encoding="utf-8")))
-    if not by_method:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for path in experiment.glob(READING.format("-*-s[0-9]*-step[0-9]*")):
+        if match := re.fullmatch(r"skill_reading-(.+)-s\d+-step(\d+)\.json", path.name):
+            key = (match.group(1), int(match.group(2)))
+            groups.setdefault(key, []).append(json.loads(path.read_text(encoding="utf-8")))
+    if not groups:
         return None
     warm_start = experiment / READING.format("")
-    rows = []
     if warm_start.is_file():
-        by_method = {"warm start": [json.loads(warm_start.read_text(encoding="utf-8"))], **by_method}
-    for method, results in by_method.items():
+        groups[("warm start", 0)] = [json.loads(warm_start.read_text(encoding="utf-8"))]
+    rows = []
+    for (model, step), results in sorted(
+        groups.items(), key=lambda item: (item[0][0] != "warm start", item[0])
+    ):
         cells = [_mean_std([result[key] for result in results], signed=False) for _, key in READING_COLUMNS]
-        rows.append((method, str(len(results)), *cells))
-    return Table(("model", "runs", *(header for header, _ in READING_COLUMNS)), tuple(rows))
+        rows.append((model, str(step), str(len(results)), *cells))
+    header = ("model", "step", "runs", *(name for name, _ in READING_COLUMNS))
+    return Table(header, tuple(rows))
 
 
 def logged_replies(run: Run) -> dict[tuple, str]:
@@ -317,10 +321,10 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
     if (reading := reading_table(experiment or experiment_of(results))) is not None:
         blocks += [
             Paragraph(
-                "**What the student took in** (`skill_reading.py` on the final checkpoints: at the first "
-                f"turn of the {GENERATED_PANEL} games, the probability of going first to the receptacle the "
-                "usual-places line names, and to the one the expert goes to; student: without the line, "
-                "teacher: with it; mean ± std over seeds)"
+                "**What the student took in** (`skill_reading.py` on the checkpoints of the evaluated steps: "
+                f"at the first turn of the {GENERATED_PANEL} games, the probability of going first to the "
+                "receptacle the usual-places line names, and to the one the expert goes to; student: without "
+                "the line, teacher: with it; mean ± std over seeds)"
             ),
             reading,
         ]

@@ -11,9 +11,10 @@ three stages, each skipped once done:
 1. train: `sdar train config.yaml algorithm.method=M seed=S` (checkpoint every step), or `sdar train --resume`
    when the run has a checkpoint; the trainer evaluates the generated valid panel at steps 6 and 12
    (eval/step_6, eval/final);
-2. skill reading: skill_reading.py on the final checkpoint (teacher_vs_student/skill_reading-<run>.json):
-   after RL, does the student, without the line, go where the line points more than the warm start did?
-   Distilling the teacher teaches that directly; GRPO can learn it only from the rewards of its episodes;
+2. skill reading: skill_reading.py on the checkpoints of steps 6 and 12, the evaluated ones
+   (teacher_vs_student/skill_reading-<run>-step<N>.json): during RL, does the student, without the line, go
+   where the line points more than the warm start did, and does the teacher still read it? Distilling the
+   teacher teaches the student that directly; GRPO can learn it only from the rewards of its episodes;
 3. valid_seen: the final checkpoint on ALFWorld valid_seen (the official games; 36 of its 140 games evenly
    spread over its fixed order, so all six task types, 20 turns each, see VALID_SEEN_GAMES; skipped when
    ../shared/data/alfworld is missing).
@@ -53,6 +54,7 @@ ALFWORLD_DATA = HERE.parents[1].parent / "shared" / "data" / "alfworld"
 # turns each. The full protocol (140 games x 50 turns) costs several hours per checkpoint on 2 cores.
 VALID_SEEN_GAMES, VALID_SEEN_TURNS = 36, 20
 WARM_START = "warm-start"
+READING_STEPS = (6, 12)  # the checkpoints skill_reading.py probes: those the trainer evaluates (eval_every 6)
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,13 @@ def progress(stage: Stage) -> str:
     return f" (resumes after step {int(latest.read_text().strip().removeprefix('step_'))})"
 
 
-def reading_stage(run: str) -> Stage:
-    """skill_reading.py on a run's final checkpoint."""
-    output = TEACHER_VS_STUDENT / f"skill_reading-{run}.json"
-    command = skill_reading(output, "--checkpoint", str(RESULTS / run))
-    return Stage(run, "skill reading", output, command, needs=(f"{run}: train",))
+def reading_stage(run: str, step: int) -> Stage:
+    """skill_reading.py on a run's checkpoint of `step`."""
+    from sdar.training.checkpoint import checkpoint_path
+
+    output = TEACHER_VS_STUDENT / f"skill_reading-{run}-step{step}.json"
+    command = skill_reading(output, "--checkpoint", str(checkpoint_path(RESULTS / run, step)))
+    return Stage(run, f"skill reading, step {step}", output, command, needs=(f"{run}: train",))
 
 
 def valid_seen_stage(run: str) -> Stage:
@@ -167,7 +171,7 @@ def pending(methods, seeds) -> list[Stage]:
     each), then the valid_seen stages (the warm start's first)."""
     runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
     stages = [SFT, *teacher_vs_student_stages(), *(train_stage(run) for run in runs)]
-    stages += [reading_stage(run) for run in runs]
+    stages += [reading_stage(run, step) for run in runs for step in READING_STEPS]
     if ALFWORLD_DATA.is_dir():
         stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
     return [stage for stage in stages if not stage.done.is_file()]

@@ -1,7 +1,8 @@
 """Does the model read the skills? Where the student and the teacher would go first, on the valid panel.
 
     python experiments/cpu_reproduction/skill_reading.py                                  # the warm start
-    python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR             # a run's checkpoint
+    python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR             # its latest
+    python experiments/cpu_reproduction/skill_reading.py --checkpoint RUN_DIR/checkpoints/step_000006
     python experiments/cpu_reproduction/skill_reading.py --skills answer --placement system --base-model
     python experiments/cpu_reproduction/skill_reading.py --output OUT.json sft.games=64   # another warm start
 
@@ -15,7 +16,7 @@ that receptacle (mean over tasks; how often each ranks it first), beside the uni
 reads the skills gives it more as the teacher. Also reported: the probability of the receptacle(s) the
 usual-places line points to (its first type the room has, the goal's type skipped), whether or not the
 object is there: how closely each side follows the line. Written to
-teacher_vs_student/skill_reading[-RUN].json.
+teacher_vs_student/skill_reading[-RUN-stepN].json.
 
 What the teacher's prompt carries (`--skills`): `library`, the skills the trainer routes (default; the
 config's teacher.skill_library: the alfworld-places line in config.yaml, the alfworld library's prose in
@@ -42,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sdar.config import load_config  # noqa: E402
 from sdar.envs import Task, get_env_spec, make_env  # noqa: E402
 from sdar.envs.policies import default_reply  # noqa: E402
-from sdar.evaluation.evaluate import resolve_checkpoint  # noqa: E402
+from sdar.evaluation.evaluate import checkpoint_run_config, checkpoint_step, resolve_checkpoint  # noqa: E402
 from sdar.evaluation.panels import build_panel  # noqa: E402
 from sdar.models import load_model, token_logprobs  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
@@ -175,7 +176,11 @@ def main() -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, help="a run (its latest checkpoint), not the warm start")
+    which.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a run (its latest checkpoint) or one of its checkpoints, not the warm start",
+    )
     which.add_argument("--base-model", action="store_true", help="SmolLM2 without the SFT warm start")
     parser.add_argument("--config", type=Path, default=CONFIG, help="default: %(default)s")
     parser.add_argument("--skills", choices=SKILL_TEXTS, default="library", help="what the teacher is told")
@@ -183,8 +188,12 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="default: teacher_vs_student/skill_reading[-...].json")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. sft.games=64")
     args = parser.parse_args()
-    if args.checkpoint is not None:
-        config, label = load_config(str(args.checkpoint / "config.yaml")), args.checkpoint.name
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint is not None else None
+    if checkpoint is not None:
+        config = checkpoint_run_config(checkpoint)
+        if config is None:
+            raise SystemExit(f"--checkpoint {args.checkpoint}: its run's config.yaml is missing")
+        label = checkpoint.parent.parent.name  # the run
     elif args.base_model:
         config, label = load_config(str(args.config), args.overrides), "base"
     else:
@@ -193,18 +202,22 @@ def main() -> int:
         teacher = dataclasses.replace(config.teacher, placement=args.placement)
         config = dataclasses.replace(config, teacher=teacher)
     model, tokenizer = load_model(config.model)
-    if args.checkpoint is not None:
-        load_trainable_weights(resolve_checkpoint(args.checkpoint), model)
+    if checkpoint is not None:
+        load_trainable_weights(checkpoint, model)
+    step = checkpoint_step(checkpoint) if checkpoint is not None else 0
     model.eval()
     result = measure(config, model, tokenizer, args.skills)
     result["model"] = {"": "warm start", "base": "SmolLM2 without SFT"}.get(label, label)
-    parts = [label, "" if args.skills == "library" else args.skills, args.placement or ""]
+    result["step"] = step  # the RL step of the checkpoint (0: the warm start or the base model)
+    at_step = f"step{step}" if checkpoint is not None else ""
+    parts = [label, at_step, "" if args.skills == "library" else args.skills, args.placement or ""]
     name = "-".join(["skill_reading", *(part for part in parts if part)])
     output = args.output or HERE / "teacher_vs_student" / f"{name}.json"
     output.write_text(json.dumps(result, indent=2) + "\n")
     tasks = result["tasks"]
     told = f"skills: {args.skills}, placed: {config.teacher.placement}"
-    print(f"{result['model']} on {result['panel']['name']} ({tasks} tasks; {told})")
+    at = f" at step {step}" if checkpoint is not None else ""
+    print(f"{result['model']}{at} on {result['panel']['name']} ({tasks} tasks; {told})")
     print("the expert's first receptacle gets")
     print(f"  uniform choice  p {result['uniform_p']:.3f}")
     for side in ("student", "teacher"):
