@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from sdar.envs.alfworld.engine import TASK_TYPES
+from sdar.envs.alfworld.env import admits as alfworld_admits
 from sdar.envs.alfworld.generated import make_generated_env
 from sdar.envs.alfworld.prompts import build_alfworld_prompt, template_prompt
 from sdar.envs.base import ENVS, EnvSpec, StepResult, Task, TextEnv, get_env_spec, register_env
@@ -34,6 +35,7 @@ def _alfworld_spec(name: str, factory, description: str, check) -> EnvSpec:
         task_types=TASK_TYPES,
         requires="alfworld",
         check=check,
+        admits=alfworld_admits,
     )
 
 

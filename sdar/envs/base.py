@@ -101,6 +101,11 @@ class EnvSpec:
     average: str = "episodes"
     # check(data_dir=None): why the env cannot run here (with env.data_dir when set), or None
     check: Callable[..., str | None] = lambda data_dir=None: None
+    # admits(action, admissible_actions): is the stepped action one of those the env listed for the turn, as
+    # the env reads actions (`train/admissible_action_ratio`)? Default: listed verbatim.
+    admits: Callable[[str, tuple[str, ...]], bool] = lambda action, admissible_actions: (
+        action in admissible_actions
+    )
 
 
 ENVS: dict[str, EnvSpec] = {}

@@ -298,7 +298,8 @@ def collect_episodes(
         for state, prompt, generation, reply, result in zip(
             active, prompts, generations, replies, results, strict=True
         ):
-            _record_turn(state, turn_index, prompt, generation, reply, result)
+            admissible = _admissible(env_spec, reply, state.admissible_actions)
+            _record_turn(state, turn_index, prompt, generation, reply, result, admissible)
         if on_turn is not None:
             last = turn_index + 1 == settings.max_turns
             on_turn(turn_index, 0 if last else sum(not state.done for state in running))
@@ -322,7 +323,9 @@ def collect_episodes(
     return Rollout(episodes, stats)
 
 
-def _record_turn(state: _Running, turn_index: int, prompt: _Prompt, generation, reply, result: StepResult):
+def _record_turn(
+    state: _Running, turn_index: int, prompt: _Prompt, generation, reply, result: StepResult, admissible
+):
     """Append the Turn and advance the episode: memory, return, and whether it ended (won, lost, failed)."""
     episode = state.episode
     episode.turns.append(
@@ -338,7 +341,7 @@ def _record_turn(state: _Running, turn_index: int, prompt: _Prompt, generation, 
             action=reply.action,
             valid=bool(reply.valid),
             invalid_reason="" if reply.valid else reply.reason,
-            admissible=_admissible(reply, result, state.admissible_actions),
+            admissible=admissible,
             sampling_logprobs=list(generation.logprobs),
             finish_reason=generation.finish_reason,
             env_reward=float(result.reward),
@@ -356,12 +359,12 @@ def _record_turn(state: _Running, turn_index: int, prompt: _Prompt, generation, 
         state.observation, state.admissible_actions = result.observation, result.admissible_actions
 
 
-def _admissible(reply, result: StepResult, shown: tuple[str, ...] | None) -> bool | None:
-    """Was the stepped action (as the env read it: `info["command"]` where it normalised the text) among the
-    admissible actions listed before this turn? None where the env lists none; False for an invalid reply."""
+def _admissible(env_spec: EnvSpec, reply, shown: tuple[str, ...] | None) -> bool | None:
+    """Is the stepped action among the admissible actions listed for this turn (`env_spec.admits`)? None where
+    the env lists none; False for an invalid reply."""
     if shown is None:
         return None
-    return bool(reply.valid) and result.info.get("command", reply.action) in shown
+    return bool(reply.valid) and env_spec.admits(reply.action, shown)
 
 
 def admissible_ratio(turns) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sdar.envs.alfworld.env import SPLITS, AlfworldEnv, PlanCache, clean_action, collect_game_dirs
+from sdar.envs.alfworld.env import SPLITS, AlfworldEnv, PlanCache, admits, clean_action, collect_game_dirs
 from sdar.envs.base import TextEnv
 from sdar.envs.pool import EnvPool
 
@@ -134,6 +134,12 @@ def test_hostile_actions_are_cleaned_and_never_crash(fake_root):
         sent[4] == "[31mlook [0m" and sent[8] == "look inventory" and sent[9] == sent[10] == "go to shelf 1"
     )
     assert clean_action("<action>Take Mug 1</action>") == "<action>take mug 1</action>"  # tags: just text
+
+
+def test_admits_the_action_as_the_engine_gets_it():
+    admissible = ("go to shelf 1", "look")
+    assert admits("Go to  Shelf 1 ", admissible) and admits("look", admissible)
+    assert not admits("go to shelf 2", admissible) and not admits("go to section 1", admissible)
 
 
 def test_expert_follows_plan_and_replans_after_deviation(fake_root):

@@ -48,16 +48,11 @@ class DoorEnv:
         if action == "explode":
             raise RuntimeError("engine exploded")
         self.steps += 1
-        command = action.lower()  # like ALFWorld, the env reads the action in lower case and says so
+        command = action.lower()  # like ALFWorld, the env reads the action in lower case
         won = command == WIN
         text = self._observation(f"You did: {command} (step {self.steps}).")
         return StepResult(
-            text,
-            reward=10.0 if won else 0.0,
-            done=won,
-            won=won,
-            admissible_actions=(WIN, "look"),
-            info={} if command == action else {"command": command},
+            text, reward=10.0 if won else 0.0, done=won, won=won, admissible_actions=(WIN, "look")
         )
 
     def expert_action(self):
@@ -74,6 +69,7 @@ SPEC = EnvSpec(
     build_prompt=build_alfworld_prompt,
     parse_reply=parse_action_reply,
     stop_strings=("</action>",),
+    admits=lambda action, admissible_actions: action.lower() in admissible_actions,
 )
 
 
@@ -219,7 +215,7 @@ def test_invalid_reply_steps_the_no_op_and_is_penalised(tiny):
     assert rollout.stats.valid_action_ratio == 0.5
 
 
-def test_admissible_counts_the_action_as_the_env_read_it(tiny):
+def test_admissible_counts_the_action_as_the_env_reads_it(tiny):
     _, tokenizer = tiny
     replies = ["no tags here", reply("go to the moon"), reply("LOOK"), reply(WIN)]
     rollout = run(tokenizer, ScriptedBackend(tokenizer, lambda prompt, call: replies[call]), ["t-0"],

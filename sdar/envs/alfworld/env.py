@@ -105,6 +105,11 @@ def clean_action(action: object, max_chars: int = MAX_ACTION_CHARS) -> str:
     return _WHITESPACE.sub(" ", text).strip().lower()[:max_chars].strip()
 
 
+def admits(action: str, admissible_actions: Sequence[str]) -> bool:
+    """Is `action` one of the admissible commands, as the engine gets it (`clean_action`: e.g. lower case)?"""
+    return clean_action(action) in admissible_actions
+
+
 def _default_cache_dir() -> Path:
     return Path(os.environ.get("SDAR_CACHE", "") or "~/.cache/sdar").expanduser() / "alfworld_plans"
 

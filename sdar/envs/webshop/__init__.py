@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sdar.envs.base import EnvSpec
 from sdar.envs.webshop.categories import CATEGORIES
+from sdar.envs.webshop.env import admits
 from sdar.envs.webshop.prompts import build_webshop_prompt
 from sdar.envs.webshop.registry import make_generated_webshop_env, make_webshop_env, webshop_engine_missing
 from sdar.rollout.parsing import parse_action_reply
@@ -27,6 +28,7 @@ def _webshop_spec(name: str, factory, description: str) -> EnvSpec:
         requires="webshop",
         # the data folder is checked by the factory (env.data_dir or $WEBSHOP_DATA)
         check=webshop_engine_missing,
+        admits=admits,
     )
 
 

@@ -22,6 +22,7 @@ with observation_mode="text") that this state machine relies on:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sdar.envs.base import StepResult, Task
@@ -207,6 +208,19 @@ class WebShopEnv:
 def admissible_actions(page: Page) -> tuple[str, ...]:
     """verl-agent's list: the search placeholder where there is a search bar, then one click per clickable."""
     return (*([SEARCH_PLACEHOLDER] if page.has_search_bar else []), *(f"click[{c}]" for c in page.clickables))
+
+
+def admits(action: str, admissible_actions: Sequence[str]) -> bool:
+    """Is `action` one of the page's listed actions, read as `_apply` reads it: a search (any query) where
+    the list offers one, or a click on a listed clickable (the argument lower-cased). `click[search]`, which
+    the list shows as verl-agent's does, changes nothing and does not count."""
+    name, argument = parse_action(action)
+    if argument is None:
+        return False
+    if name == "search":
+        return SEARCH_PLACEHOLDER in admissible_actions
+    argument = argument.lower()
+    return name == "click" and argument != "search" and f"click[{argument}]" in admissible_actions
 
 
 def _run_search(world: ShopWorld, session: _Session, keywords: str) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdar.envs.webshop.env import SEARCH_PLACEHOLDER, ShopWorld, WebShopEnv, parse_action
+from sdar.envs.webshop.env import SEARCH_PLACEHOLDER, ShopWorld, WebShopEnv, admits, parse_action
 from sdar.envs.webshop.registry import make_generated_webshop_env, make_webshop_env
 from sdar.envs.webshop.search import ProductSearch
 from sdar.rollout.parsing import NO_OP_ACTION
@@ -70,6 +70,16 @@ def test_invalid_or_unlisted_actions_are_no_ops(env):
     for action in (NO_OP_ACTION, "click[search]", "click[buy now]", "search[]", "look"):
         result = env.step(action)
         assert result.observation == first.observation and result.reward == 0.0 and not result.done
+
+
+def test_admits_what_the_page_lists_as_the_env_reads_it():
+    search_page = (SEARCH_PLACEHOLDER, "click[search]")
+    assert admits("search[red shirt]", search_page) and not admits("search[]", search_page)
+    assert not admits("click[search]", search_page)  # listed, but it changes nothing
+    results_page = ("click[back to search]", "click[b000000001]")
+    assert admits("click[B000000001]", results_page)  # the argument is read in lower case
+    assert not admits("search[red shirt]", results_page)  # no search bar listed here
+    assert not admits("click[b000000002]", results_page) and not admits(NO_OP_ACTION, results_page)
 
 
 def test_buying_scores_the_product_and_options(env):
