@@ -120,9 +120,10 @@ def dynamics_table(runs: list[Run]) -> Table:
     return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
 
 
-def reading_table(experiment: Path) -> Table | None:
-    """skill_reading.py of the warm start and of the runs' checkpoints, per method and step mean ± std over
-    seeds: where the student (no line) and the teacher (the line) would go first. None before any run's."""
+def reading_table(experiment: Path, warm_start: Path | None = None) -> Table | None:
+    """skill_reading.py of the warm start (under `warm_start`, default `experiment`) and of the runs'
+    checkpoints (under `experiment`), per method and step mean ± std over seeds: where the student (no line)
+    and the teacher (the line) would go first. None before any run's."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for path in experiment.glob(READING.format("-*-s[0-9]*-step[0-9]*")):
         if match := re.fullmatch(r"skill_reading-(.+)-s\d+-step(\d+)\.json", path.name):
@@ -130,7 +131,7 @@ def reading_table(experiment: Path) -> Table | None:
             groups.setdefault(key, []).append(json.loads(path.read_text(encoding="utf-8")))
     if not groups:
         return None
-    warm_start = experiment / READING.format("")
+    warm_start = (warm_start or experiment) / READING.format("")
     if warm_start.is_file():
         groups[("warm start", 0)] = [json.loads(warm_start.read_text(encoding="utf-8"))]
     rows = []
@@ -318,10 +319,10 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
         ]
     if agreement := agreement_line(runs):
         blocks.append(Paragraph(agreement))
-    if (reading := reading_table(experiment or experiment_of(results))) is not None:
+    if (reading := reading_table(experiment_of(results), experiment)) is not None:
         blocks += [
             Paragraph(
-                "**What the student took in** (`skill_reading.py` on the checkpoints of the evaluated steps: "
+                "**What the student took in** (`skill_reading.py` on the runs' checkpoints: "
                 f"at the first turn of the {GENERATED_PANEL} games, the probability of going first to the "
                 "receptacle the usual-places line names, and to the one the expert goes to; student: without "
                 "the line, teacher: with it; mean ± std over seeds)"
