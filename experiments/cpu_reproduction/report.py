@@ -3,10 +3,12 @@
     python experiments/cpu_reproduction/report.py          # report/ (Markdown, HTML, curves), README block
     python experiments/cpu_reproduction/report.py --check  # exit 1 when README.md's block is out of date
 
-Inputs: every finished run under results/ (eval/final written) and the warm start's evaluations
-(teacher_vs_student/plain and /skills on the valid panel, results/warm-start-valid_seen on ALFWorld). The
-README block (between BEGIN and END) holds the final and best tables, the teacher-student gap dynamics and
-links to the curves; tests/test_experiment_report.py checks that it matches the committed results.
+Inputs: every finished run under results/ (eval/final written), the warm start's evaluations
+(teacher_vs_student/plain and /skills on the valid panel, results/warm-start-valid_seen on ALFWorld) and the
+skill-reading probes (teacher_vs_student/skill_reading.json of the warm start, skill_reading-RUN-stepN.json of
+the runs' checkpoints). The README block (between BEGIN and END) holds the final and best tables, the
+teacher-student gap dynamics, the probes and links to the curves; tests/test_experiment_report.py checks
+that it matches the committed results.
 """
 
 from __future__ import annotations
