@@ -20,6 +20,15 @@ def finish(stage) -> None:
     stage.done.write_text("{}")
 
 
+def train_here(driver, run: str) -> None:
+    """A finished training stage with its checkpoints on this machine."""
+    finish(driver.train_stage(run))
+    checkpoints = driver.RESULTS / run / "checkpoints"
+    for step in driver.reading_steps():
+        (checkpoints / f"step_{step:06d}").mkdir(parents=True)
+    (checkpoints / "latest").write_text(f"step_{max(driver.reading_steps()):06d}")
+
+
 def test_a_run_trains_fresh_then_resumes_then_is_probed_and_evaluates_valid_seen(tmp_path):
     driver = load_driver(tmp_path)
     run_dir = tmp_path / "sdar-s1"
@@ -60,7 +69,7 @@ def test_pending_lists_the_warm_start_then_training_seed_major_then_probes_then_
     finish(driver.SFT)
     for stage in driver.teacher_vs_student_stages():
         finish(stage)
-    finish(driver.train_stage("grpo-s0"))
+    train_here(driver, "grpo-s0")
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
     readings = ["grpo-s0: skill reading, step 6", "grpo-s0: skill reading, step 12"]
     assert keys == [*readings, "warm-start: valid_seen", "grpo-s0: valid_seen"]
@@ -94,3 +103,29 @@ def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
     ]
     scheduler.stopped = True  # a failed or timed-out stage stops the hand-out
     assert scheduler.next() is None
+
+
+def test_the_probed_steps_are_those_the_trainer_evaluates():
+    driver = load_script("run")
+    assert driver.reading_steps() == [6, 12]  # config.yaml: trainer.eval_every 6, trainer.steps 12
+
+
+def test_a_finished_run_without_its_checkpoints_leaves_its_probes_and_valid_seen_stranded(tmp_path):
+    driver = load_driver(tmp_path, alfworld_data=tmp_path)
+    finish(driver.SFT)
+    for stage in driver.teacher_vs_student_stages():
+        finish(stage)
+    finish(driver.train_stage("grpo-s0"))  # a run trained on another machine: results, no checkpoints
+    later = ["grpo-s0: skill reading, step 6", "grpo-s0: skill reading, step 12", "grpo-s0: valid_seen"]
+    not_done = [stage.key for stage in driver.stages_not_done(["grpo"], [0])]
+    assert not_done == [*later[:2], "warm-start: valid_seen", later[2]]
+    assert [stage.key for stage in driver.pending(["grpo"], [0])] == ["warm-start: valid_seen"]
+    checkpoints = tmp_path / "grpo-s0" / "checkpoints"
+    (checkpoints / "step_000006").mkdir(parents=True)
+    (checkpoints / "latest").write_text("step_000012")
+    keys = [stage.key for stage in driver.pending(["grpo"], [0])]
+    assert keys == ["grpo-s0: skill reading, step 6", "warm-start: valid_seen", "grpo-s0: valid_seen"]
+    unfinished = driver.reading_stage(
+        "sdar-s0", 6
+    )  # not trained yet: it waits for its training, not stranded
+    assert not driver.stranded(unfinished)

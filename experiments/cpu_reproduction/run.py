@@ -27,7 +27,9 @@ buys comparable runs first.
 thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread process). A stage that runs past
 the budget is killed; its run resumes from its last checkpoint next time, bit-identical to an
 uninterrupted run (tests/training/test_resume.py). Checkpoints and TensorBoard files stay out of git
-(.gitignore); config.yaml, metrics.jsonl, samples.jsonl and eval/ are the committed raw results.
+(.gitignore); config.yaml, metrics.jsonl, samples.jsonl and eval/ are the committed raw results. So a
+clone holding a finished run's results but not its probes or valid_seen cannot make them: it says so
+("cannot run here") and goes on with the rest.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ ALFWORLD_DATA = HERE.parents[1].parent / "shared" / "data" / "alfworld"
 # turns each. The full protocol (140 games x 50 turns) costs several hours per checkpoint on 2 cores.
 VALID_SEEN_GAMES, VALID_SEEN_TURNS = 36, 20
 WARM_START = "warm-start"
-READING_STEPS = (6, 12)  # the checkpoints skill_reading.py probes: those the trainer evaluates (eval_every 6)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Stage:
     done: Path  # the file that marks it done
     command: list[str]
     needs: tuple[str, ...] = ()  # keys of the stages that must be done first
+    reads: Path | None = None  # a checkpoint it reads: only the machine that trained the run has it
 
     @property
     def key(self) -> str:
@@ -144,13 +146,23 @@ def progress(stage: Stage) -> str:
     return f" (resumes after step {int(latest.read_text().strip().removeprefix('step_'))})"
 
 
+def reading_steps() -> list[int]:
+    """The checkpoints skill_reading.py probes: those the trainer evaluates (every eval_every, the last)."""
+    from sdar.config import load_config
+
+    trainer = load_config(str(CONFIG)).trainer
+    evaluated = range(trainer.eval_every, trainer.steps + 1, trainer.eval_every) if trainer.eval_every else []
+    return sorted({*evaluated, trainer.steps})
+
+
 def reading_stage(run: str, step: int) -> Stage:
     """skill_reading.py on a run's checkpoint of `step`."""
     from sdar.training.checkpoint import checkpoint_path
 
     output = TEACHER_VS_STUDENT / f"skill_reading-{run}-step{step}.json"
-    command = skill_reading(output, "--checkpoint", str(checkpoint_path(RESULTS / run, step)))
-    return Stage(run, f"skill reading, step {step}", output, command, needs=(f"{run}: train",))
+    checkpoint = checkpoint_path(RESULTS / run, step)
+    command = skill_reading(output, "--checkpoint", str(checkpoint))
+    return Stage(run, f"skill reading, step {step}", output, command, (f"{run}: train",), checkpoint)
 
 
 def valid_seen_stage(run: str) -> Stage:
@@ -162,19 +174,33 @@ def valid_seen_stage(run: str) -> Stage:
         return Stage(run, "valid_seen", output / "summary.json", command, needs=(SFT.key,))
     output = RESULTS / run / "eval" / "valid_seen"
     command = sdar("eval", "--checkpoint", str(RESULTS / run), *valid_seen_arguments(output))
-    return Stage(run, "valid_seen", output / "summary.json", command, needs=(f"{run}: train",))
+    latest = RESULTS / run / "checkpoints" / "latest"
+    return Stage(run, "valid_seen", output / "summary.json", command, (f"{run}: train",), latest)
 
 
-def pending(methods, seeds) -> list[Stage]:
+def stages_not_done(methods, seeds) -> list[Stage]:
     """Every stage not done yet: the warm start and its teacher-vs-student measurement, the training stages
     seed-major (all methods of seed 0 first, so a partial result compares), the skill-reading probes (minutes
     each), then the valid_seen stages (the warm start's first)."""
     runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
     stages = [SFT, *teacher_vs_student_stages(), *(train_stage(run) for run in runs)]
-    stages += [reading_stage(run, step) for run in runs for step in READING_STEPS]
+    stages += [reading_stage(run, step) for run in runs for step in reading_steps()]
     if ALFWORLD_DATA.is_dir():
         stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
     return [stage for stage in stages if not stage.done.is_file()]
+
+
+def stranded(stage: Stage) -> bool:
+    """A stage that reads a checkpoint of a run trained on another machine: checkpoints stay out of git, so
+    a clone with the run's results but without this stage's cannot make them (train the run again here)."""
+    if stage.reads is None:
+        return False
+    return train_stage(stage.run).done.is_file() and not stage.reads.exists()
+
+
+def pending(methods, seeds) -> list[Stage]:
+    """The stages left that this machine can run, in the order of stages_not_done."""
+    return [stage for stage in stages_not_done(methods, seeds) if not stranded(stage)]
 
 
 def run_stage(stage: Stage, threads: int, seconds_left: float | None) -> str:
@@ -261,6 +287,12 @@ def main() -> int:
         parser.error("--workers and --threads must be at least 1")
 
     stages = pending(args.methods, args.seeds)
+    for stage in filter(stranded, stages_not_done(args.methods, args.seeds)):
+        print(
+            f"cannot run here: {stage.key}: {stage.reads} is not on this machine (checkpoints stay where the "
+            "run trained; delete the run's results to train it again here)",
+            file=sys.stderr,
+        )
     if args.status or not stages:
         for stage in stages:
             print(f"left: {stage.run}: {stage.name}{progress(stage)}")
