@@ -168,6 +168,11 @@ class TrainerConfig(_Section):
     # weights up to 1.5e-4 apart after 2 steps). CPU runs are deterministic either way.
     deterministic: bool = False
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
+    # Skip the optimizer step of a mini-batch whose gradient is exactly zero (GRPO: every group all won or
+    # all lost, and no entropy or KL term). AdamW otherwise still moves the weights there, by its momentum
+    # and weight decay: with few episodes a step, where most GRPO steps carry no reward signal, that motion
+    # can exceed the real updates' (experiments/cpu_reproduction). Off by default, like verl.
+    skip_zero_gradient: bool = False
     save_every: int = bounded(10, 0)
     keep_last: int = bounded(0, 0, help="keep only the newest N checkpoints (0 = every one)")
     eval_every: int = bounded(0, 0, help="evaluate the eval panel every N steps into RUN/eval/step_<N>")

@@ -219,6 +219,7 @@ class Trainer:
                     generator=torch.Generator().manual_seed(step_seed(config.seed, step, salt=1)),
                     state=self.update_state,
                     max_bad_updates=config.trainer.max_bad_updates,
+                    skip_zero_gradient=config.trainer.skip_zero_gradient,
                     autocast_bf16=config.trainer.autocast_bf16,
                     vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
                     on_micro_batch=self.progress.advance_update if self.progress else None,

@@ -83,6 +83,7 @@ def policy_update(
     generator: torch.Generator,
     state: UpdateState,
     max_bad_updates: int,
+    skip_zero_gradient: bool = False,
     autocast_bf16: bool = False,
     vocab_size: int | None = None,
     on_micro_batch=None,
@@ -93,14 +94,15 @@ def policy_update(
     Each epoch shuffles the rows and cuts them into ceil(rows / mini_batch_rows) near-equal mini-batches.
     Under data parallelism `batch` is this process's rows and a mini-batch spans every process: the count
     of mini-batches and the token/row normalisers are global, and gradients are summed across processes
-    (sdar.training.distributed)."""
+    (sdar.training.distributed). With `skip_zero_gradient`, a mini-batch whose gradient is exactly zero
+    leaves the optimizer (weights and moments) untouched."""
     model.train()
     device = model_device(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     totals: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
     want_entropy = settings.entropy_coef != 0 or settings.gate != "gap"
-    updates = 0
+    updates = zero_gradient_skips = 0
     (global_rows,) = parallel.sum([len(batch)])
     num_mini_batches = max(math.ceil(global_rows / mini_batch_rows), 1)
     for _ in range(epochs):
@@ -155,10 +157,14 @@ def policy_update(
                     )
                 continue
             state.consecutive_bad_updates = 0
-            optimizer.step()
-            updates += 1
             totals["grad/norm"] += float(grad_norm)
             weights["grad/norm"] += 1
+            if skip_zero_gradient and grad_norm == 0:  # the same on every process: gradients are summed
+                optimizer.zero_grad(set_to_none=True)
+                zero_gradient_skips += 1
+                continue
+            optimizer.step()
+            updates += 1
     scheduler.step()
     model.eval()
     # A process whose share of every mini-batch was empty has no statistics: take the union of the keys.
@@ -168,6 +174,8 @@ def policy_update(
     weights = dict(zip(keys, summed[len(keys) :], strict=True))
     result = {key: totals[key] / max(weights[key], 1e-12) for key in totals}
     result["update/optimizer_steps"] = updates
+    if skip_zero_gradient:
+        result["update/zero_gradient_skips"] = zero_gradient_skips
     result["update/skipped_total"] = state.skipped_updates
     result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0)
     return result

@@ -1,12 +1,14 @@
 """Micro-batches drop the columns that are padding in all their rows (`Batch.compact`) without changing
-any log-prob: a row scored in a wide batch equals the row scored alone."""
+any log-prob: a row scored in a wide batch equals the row scored alone. `trainer.skip_zero_gradient`: a
+mini-batch without gradient leaves AdamW's weights and moments as they were."""
 
 import torch
 
+from sdar.algorithms.objective import settings_from_config
 from sdar.config import load_config
 from sdar.models import load_model
 from sdar.records import Batch, pack_sequences, pad_response
-from sdar.training.update import score_batch
+from sdar.training.update import UpdateState, policy_update, score_batch
 
 
 def batch_of(prompts, responses, pad_token_id=0) -> Batch:
@@ -40,3 +42,53 @@ def test_scoring_in_compacted_micro_batches_equals_scoring_each_row_alone():
         width = len(response)
         torch.testing.assert_close(together[row, :width], alone[0, :width], atol=1e-5, rtol=0)
         assert torch.all(together[row, width:] == 0)
+
+
+def updated_twice(skip_zero_gradient: bool) -> tuple[dict, dict, dict]:
+    """A GRPO update with advantages, then one whose advantages are all zero (every group all won or all
+    lost; no entropy or KL term): the weights before and after the second, and its statistics."""
+    config = load_config(
+        "smoke", ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
+    )
+    torch.manual_seed(0)
+    model, _ = load_model(config.model)
+    generator = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(1, 200, (6,), generator=generator).tolist() for _ in range(4)]
+    responses = [torch.randint(1, 200, (3,), generator=generator).tolist() for _ in range(4)]
+    batch = batch_of(prompts, responses)
+    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=4)
+    batch.ref_logprobs = batch.teacher_logprobs = batch.old_logprobs
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    settings = settings_from_config(config.algorithm)
+
+    def update(advantages: list[float]) -> dict:
+        batch.advantages = torch.tensor(advantages)
+        return policy_update(
+            model, optimizer, scheduler, batch, settings=settings, step=0, mini_batch_rows=4,
+            micro_batch_rows=2, grad_clip=1.0, epochs=1, generator=torch.Generator().manual_seed(0),
+            state=UpdateState(), max_bad_updates=3, skip_zero_gradient=skip_zero_gradient,
+        )  # fmt: skip
+
+    update([1.0, -1.0, 0.5, -0.5])
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    stats = update([0.0, 0.0, 0.0, 0.0])
+    after = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return before, after, stats
+
+
+def test_adamw_moves_the_weights_on_a_zero_gradient_unless_the_step_is_skipped():
+    before, after, stats = updated_twice(skip_zero_gradient=False)
+    assert stats["grad/norm"] == 0 and stats["update/optimizer_steps"] == 1
+    assert "update/zero_gradient_skips" not in stats
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # momentum and weight decay
+    before, after, stats = updated_twice(skip_zero_gradient=True)
+    assert stats["update/optimizer_steps"] == 0 and stats["update/zero_gradient_skips"] == 1
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_skipping_zero_gradients_leaves_every_update_with_a_gradient_as_it_was():
+    plain, skipping = updated_twice(skip_zero_gradient=False), updated_twice(skip_zero_gradient=True)
+    for name in plain[0]:
+        assert torch.equal(plain[0][name], skipping[0][name])  # the first update, which had advantages
