@@ -66,6 +66,26 @@ def judged_run(method, seed, successes, gaps=()):
     return Run(f"{method}-s{seed}", method, "alfworld-gen", "m", seed, metrics, evaluations)
 
 
+def test_dynamics_table_counts_steps_with_reward_signal_and_the_last_admissible_ratio(report):
+    from sdar.evaluation.runs import Run
+
+    def run(seed, advantages, admissible):
+        metrics = [
+            {"step": step, "train/advantage_abs_mean": a, "train/admissible_action_ratio": r, "grad/norm": a}
+            for step, (a, r) in enumerate(zip(advantages, admissible, strict=True), start=1)
+        ]
+        return Run(f"grpo-s{seed}", "grpo", "alfworld-gen", "m", seed, metrics, [])
+
+    table = report.dynamics_table(
+        [run(0, [0.0, 0.5, 0.0], [0.9, 1.0, 0.5]), run(1, [0.2, 0.4, 0.1], [1, 1, 0.7])]
+    )
+    (row,) = [dict(zip(table.header, row, strict=True)) for row in table.rows]
+    assert row["steps with reward signal"] == "2.0 ± 1.0"
+    assert row["admissible-action ratio, last step"] == "0.600 ± 0.100"
+    assert row["gap Δ, step 1"] == "–"  # GRPO logs no gap
+    assert row["largest grad norm"] == "0.450 ± 0.050"
+
+
 def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
     grpo = [judged_run("grpo", seed, [0.1, 0.2]) for seed in (0, 1, 2)]
 

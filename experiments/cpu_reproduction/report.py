@@ -87,8 +87,9 @@ def _mean_std(values: list[float], signed: bool, digits: int = 3) -> str:
 
 def dynamics_table(runs: list[Run]) -> Table:
     """Per method, mean ± std over its seeds: the teacher-student gap and gate at the first and last step,
-    training success over all steps, and two signs of instability (lowest valid-action ratio, largest
-    gradient norm)."""
+    training success over all steps, the steps with reward signal (some group both won and lost: nonzero
+    advantages), and signs of instability (lowest valid-action ratio, admissible-action ratio at the last
+    step, largest gradient norm)."""
 
     def first(run: Run, key: str) -> float | None:
         return next((v for m in run.metrics if (v := metric_value(m, key)) is not None), None)
@@ -100,26 +101,31 @@ def dynamics_table(runs: list[Run]) -> Table:
         values = [v for m in run.metrics if (v := metric_value(m, key)) is not None]
         return reduce(values) if values else None
 
-    columns = (
-        ("gap Δ, step 1", lambda r: first(r, "distill/gap_mean")),
-        ("gap Δ, last step", lambda r: last(r, "distill/gap_mean")),
-        ("Δ > 0 share, step 1", lambda r: first(r, "distill/positive_gap_ratio")),
-        ("Δ > 0 share, last step", lambda r: last(r, "distill/positive_gap_ratio")),
-        ("gate mean, last step", lambda r: last(r, "distill/gate_mean")),
-        ("train success, all steps", lambda r: over_steps(r, "train/won_rate", statistics.fmean)),
-        ("lowest valid-action ratio", lambda r: over_steps(r, "train/valid_action_ratio", min)),
-        ("largest grad norm", lambda r: over_steps(r, "grad/norm", max)),
+    def with_signal(values: list[float]) -> float:
+        return float(sum(value > 0 for value in values))
+
+    columns = (  # (name, value of a run, digits)
+        ("gap Δ, step 1", lambda r: first(r, "distill/gap_mean"), 3),
+        ("gap Δ, last step", lambda r: last(r, "distill/gap_mean"), 3),
+        ("Δ > 0 share, step 1", lambda r: first(r, "distill/positive_gap_ratio"), 3),
+        ("Δ > 0 share, last step", lambda r: last(r, "distill/positive_gap_ratio"), 3),
+        ("gate mean, last step", lambda r: last(r, "distill/gate_mean"), 3),
+        ("train success, all steps", lambda r: over_steps(r, "train/won_rate", statistics.fmean), 3),
+        ("steps with reward signal", lambda r: over_steps(r, "train/advantage_abs_mean", with_signal), 1),
+        ("lowest valid-action ratio", lambda r: over_steps(r, "train/valid_action_ratio", min), 3),
+        ("admissible-action ratio, last step", lambda r: last(r, "train/admissible_action_ratio"), 3),
+        ("largest grad norm", lambda r: over_steps(r, "grad/norm", max), 3),
     )
     rows = []
     for method in sorted({run.method for run in runs}):
         mine = [run for run in runs if run.method == method]
         cells = []
-        for name, value in columns:
+        for name, value, digits in columns:
             values = [v for run in mine if (v := value(run)) is not None]
-            cells.append(_mean_std(values, signed=name.startswith("gap")))
+            cells.append(_mean_std(values, signed=name.startswith("gap"), digits=digits))
         steps = sorted({run.metrics[-1]["step"] for run in mine})
         rows.append((method, str(len(mine)), "/".join(map(str, steps)), *cells))
-    return Table(("method", "runs", "steps", *(name for name, _ in columns)), tuple(rows))
+    return Table(("method", "runs", "steps", *(name for name, _, _ in columns)), tuple(rows))
 
 
 def reading_table(experiment: Path, warm_start: Path | None = None) -> Table | None:
