@@ -42,6 +42,7 @@ from sdar.algorithms.methods import METHODS, MethodSpec, get_method
 from sdar.algorithms.objective import (
     ObjectiveSettings,
     advantages_from_config,
+    has_gradient,
     policy_objective,
     settings_for_method,
     settings_from_config,
@@ -70,6 +71,7 @@ __all__ = [
     "get_method",
     "group_statistics",
     "grpo_advantages",
+    "has_gradient",
     "kl_token_penalty",
     "masked_token_mean",
     "masked_token_std",

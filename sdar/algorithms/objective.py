@@ -139,6 +139,18 @@ def advantages_from_config(
     )
 
 
+def has_gradient(settings: ObjectiveSettings, advantages: Tensor) -> bool:
+    """Whether the objective can have a gradient on rows with these advantages. It has none when the
+    policy-gradient term is the only term on and every advantage is 0 (GRPO with every group all won or all
+    lost): that term, RLSD-shaped or not, is each token's advantage times a finite factor."""
+    other_terms = (
+        settings.kl_coef != 0
+        or settings.entropy_coef != 0
+        or (settings.distill is not None and settings.distill_coef != 0)
+    )
+    return other_terms or (settings.policy_coef != 0 and bool(advantages.ne(0).any()))
+
+
 def policy_objective(
     logprobs: Tensor,
     old_logprobs: Tensor,

@@ -6,6 +6,8 @@
     6    ref       = log-probs of the initial model (KL term)
     7    advantages (GRPO/RLOO; never modified by SDAR)
     8    update    = one epoch of PPO-clip + entropy + KL + λ·distillation over mini-batches
+         (when no term has a gradient, GRPO's all-won/all-lost steps without KL or entropy, the passes of
+         4 and 8 are skipped and the optimizer does what a zero gradient would make it do)
     9    validate on the fixed `eval` panel every `trainer.eval_every` steps, into `RUN/eval/step_<n>/`
 
 With `trainer.eval_at_ends`, the run also evaluates the `eval` panel before its first step (after any SFT
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from sdar.algorithms import gap_by_turn, get_method
+from sdar.algorithms import gap_by_turn, get_method, has_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
 from sdar.models import load_model
@@ -39,7 +41,13 @@ from sdar.training.checkpoint import checkpoint_path, latest_checkpoint, load_ch
 from sdar.training.distributed import DataParallel, combine_rollout_stats
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, record_process
 from sdar.training.session import RolloutSession
-from sdar.training.update import UpdateState, bf16_autocast, policy_update, score_batch
+from sdar.training.update import (
+    UpdateState,
+    bf16_autocast,
+    policy_update,
+    score_batch,
+    update_without_gradient,
+)
 
 RANK_SALT = 104_729  # data parallelism: process r samples its rollout with salt r * RANK_SALT
 
@@ -190,43 +198,32 @@ class Trainer:
                 rollout_stats = combine_rollout_stats(self.parallel.gather(rollout_stats))
             turns = [turn for episode in episodes for turn in episode.turns]
             batch = rows_to_batch(turns, self.tokenizer.pad_token_id)
+            batch.advantages = advantages_from_config(
+                config.algorithm, batch.rewards, batch.group_index, batch.episode_index
+            )
+            # No gradient anywhere (GRPO with every group all won or all lost, no KL or entropy term): the
+            # update's passes are skipped, and the old log-probs too unless the teacher's gap reads them.
+            (with_gradient,) = self.parallel.sum([float(has_gradient(self.settings, batch.advantages))])
             # The scoring passes run at the update's precision, so that the PPO ratio compares like with like.
             precision = bf16_autocast(config.trainer.autocast_bf16, batch.input_ids.device)
-            with timer("old"), precision:
-                batch.old_logprobs, _ = score_batch(
-                    self.model, batch, micro_batch_rows=config.trainer.micro_batch_rows
-                )
+            if with_gradient or self.needs_teacher:
+                with timer("old"), precision:
+                    batch.old_logprobs, _ = score_batch(
+                        self.model, batch, micro_batch_rows=config.trainer.micro_batch_rows
+                    )
             if self.needs_teacher:
                 with timer("teacher"), precision:
                     batch.teacher_logprobs = self.session.teacher_logprobs(turns, batch)
             with timer("ref"), precision:
                 batch.ref_logprobs = self.reference_logprobs(batch)
-            batch.advantages = advantages_from_config(
-                config.algorithm, batch.rewards, batch.group_index, batch.episode_index
-            )
             with timer("update"):
-                update_stats = policy_update(
-                    self.model,
-                    self.optimizer,
-                    self.scheduler,
-                    batch,
-                    settings=self.settings,
-                    step=step,
-                    mini_batch_rows=config.trainer.mini_batch_rows,
-                    micro_batch_rows=config.trainer.micro_batch_rows,
-                    grad_clip=config.trainer.grad_clip,
-                    epochs=config.trainer.ppo_epochs,
-                    generator=torch.Generator().manual_seed(step_seed(config.seed, step, salt=1)),
-                    state=self.update_state,
-                    max_bad_updates=config.trainer.max_bad_updates,
-                    skip_zero_gradient=config.trainer.skip_zero_gradient,
-                    autocast_bf16=config.trainer.autocast_bf16,
-                    vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
-                    on_micro_batch=self.progress.advance_update if self.progress else None,
-                    parallel=self.parallel,
-                )
+                if with_gradient:
+                    update_stats = self._update(batch, step)
+                else:
+                    update_stats = self._update_without_gradient(batch)
             self.session.after_update(self.model)
         metrics = {"step": step + 1, **rollout_stats, **update_stats, **timer.seconds}
+        metrics["update/without_gradient"] = int(not with_gradient)
         metrics["train/rows"] = int(self.parallel.sum([len(batch)])[0])
         metrics["train/advantage_abs_mean"] = float(batch.advantages.abs().mean())
         metrics["lr"] = self.scheduler.get_last_lr()[0]
@@ -237,6 +234,42 @@ class Trainer:
             metrics["distill/gap_by_turn"] = [round(float(v), 5) for v in means[:used]]
         self.logger.log_samples(step + 1, self.session.samples(episodes, batch, self.settings, limit=2))
         return StepResult(metrics, episodes)
+
+    def _update(self, batch, step: int) -> dict:
+        config = self.config
+        return policy_update(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            batch,
+            settings=self.settings,
+            step=step,
+            mini_batch_rows=config.trainer.mini_batch_rows,
+            micro_batch_rows=config.trainer.micro_batch_rows,
+            grad_clip=config.trainer.grad_clip,
+            epochs=config.trainer.ppo_epochs,
+            generator=torch.Generator().manual_seed(step_seed(config.seed, step, salt=1)),
+            state=self.update_state,
+            max_bad_updates=config.trainer.max_bad_updates,
+            skip_zero_gradient=config.trainer.skip_zero_gradient,
+            autocast_bf16=config.trainer.autocast_bf16,
+            vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
+            on_micro_batch=self.progress.advance_update if self.progress else None,
+            parallel=self.parallel,
+        )
+
+    def _update_without_gradient(self, batch) -> dict:
+        trainer = self.config.trainer
+        return update_without_gradient(
+            self.optimizer,
+            self.scheduler,
+            batch,
+            mini_batch_rows=trainer.mini_batch_rows,
+            epochs=trainer.ppo_epochs,
+            state=self.update_state,
+            skip_zero_gradient=trainer.skip_zero_gradient,
+            parallel=self.parallel,
+        )
 
     # ---- the loop ------------------------------------------------------------------------------------------
     def evaluate_panel(self, label: str, step: int) -> dict:

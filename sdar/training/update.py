@@ -1,9 +1,11 @@
 """The policy update (spec §5 step 8): one epoch over shuffled mini-batches, gradient accumulation over
-micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates."""
+micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates;
+and its shortcut for a batch on which the objective has no gradient (`update_without_gradient`)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -68,6 +70,21 @@ def score_batch(model, batch: Batch, *, micro_batch_rows: int, with_entropy: boo
     return (logprobs, torch.cat(entropy_chunks)) if with_entropy else (logprobs, None)
 
 
+def advance_schedule(scheduler) -> None:
+    """One scheduler step per training step, optimizer step or not. torch warns when a schedule advances
+    before the optimizer ever stepped (a run whose first steps all skipped theirs); the schedule counts
+    training steps here, so that order is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        scheduler.step()
+
+
+def mini_batch_count(batch: Batch, mini_batch_rows: int, parallel: DataParallel) -> int:
+    """Mini-batches per epoch: ceil(rows / mini_batch_rows) over every process's rows, at least 1."""
+    (global_rows,) = parallel.sum([len(batch)])
+    return max(math.ceil(global_rows / mini_batch_rows), 1)
+
+
 def policy_update(
     model,
     optimizer: torch.optim.Optimizer,
@@ -103,8 +120,7 @@ def policy_update(
     weights: dict[str, float] = defaultdict(float)
     want_entropy = settings.entropy_coef != 0 or settings.gate != "gap"
     updates = zero_gradient_skips = 0
-    (global_rows,) = parallel.sum([len(batch)])
-    num_mini_batches = max(math.ceil(global_rows / mini_batch_rows), 1)
+    num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
     for _ in range(epochs):
         order = torch.randperm(len(batch), generator=generator)
         for rows in torch.tensor_split(order, num_mini_batches):
@@ -165,7 +181,7 @@ def policy_update(
                 continue
             optimizer.step()
             updates += 1
-    scheduler.step()
+    advance_schedule(scheduler)
     model.eval()
     # A process whose share of every mini-batch was empty has no statistics: take the union of the keys.
     keys = sorted({key for keys in parallel.gather(sorted(totals)) for key in keys})
@@ -178,4 +194,44 @@ def policy_update(
         result["update/zero_gradient_skips"] = zero_gradient_skips
     result["update/skipped_total"] = state.skipped_updates
     result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0)
+    return result
+
+
+def update_without_gradient(
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    batch: Batch,
+    *,
+    mini_batch_rows: int,
+    epochs: int,
+    state: UpdateState,
+    skip_zero_gradient: bool = False,
+    parallel: DataParallel = SINGLE_PROCESS,
+) -> dict[str, float]:
+    """What `policy_update` does to the weights, the optimizer and the schedule when the objective has no
+    gradient on the batch (`sdar.algorithms.has_gradient`), without its forward and backward passes: every
+    mini-batch's gradient is exactly zero, so with `skip_zero_gradient` no optimizer step is taken, and
+    without it each mini-batch steps on zero gradients (AdamW's momentum and weight decay still move the
+    weights). The batch needs only its response mask; no log-probs are read."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    mini_batches = epochs * mini_batch_count(batch, mini_batch_rows, parallel)
+    updates = 0
+    if not skip_zero_gradient:
+        for _ in range(mini_batches):
+            for parameter in parameters:
+                parameter.grad = torch.zeros_like(parameter)
+            optimizer.step()
+            updates += 1
+        optimizer.zero_grad(set_to_none=True)
+    state.consecutive_bad_updates = 0  # a zero gradient is a finite one
+    advance_schedule(scheduler)
+    (tokens,) = parallel.sum([float(batch.response_mask.sum())])
+    result = {
+        "grad/norm": 0.0,
+        "update/optimizer_steps": updates,
+        "update/skipped_total": state.skipped_updates,
+        "objective/valid_tokens": tokens * epochs,
+    }
+    if skip_zero_gradient:
+        result["update/zero_gradient_skips"] = mini_batches
     return result

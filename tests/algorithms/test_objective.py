@@ -204,3 +204,24 @@ def test_settings_validation():
         ObjectiveSettings(dual_clip=1.0)
     with pytest.raises(KeyError):
         settings_for_method("ppo")
+
+
+@pytest.mark.parametrize("coefficients", [{}, {"kl_coef": 0.0, "entropy_coef": 0.0}])
+def test_has_gradient_is_false_exactly_where_the_objective_has_no_gradient(coefficients):
+    """All advantages 0: no gradient for the methods whose only term left is the policy gradient."""
+    from sdar.algorithms import METHODS, has_gradient
+
+    without_gradient = []
+    for name in METHODS:
+        settings = settings_for_method(name, **coefficients)
+        batch = make_batch()
+        batch["advantages"] = torch.zeros_like(batch["advantages"])
+        loss, _ = run(batch, settings)
+        grads = torch.autograd.grad(loss, [batch["logprobs"], batch["entropy"]], allow_unused=True)
+        zero = all(grad is None or not grad.any() for grad in grads)
+        assert has_gradient(settings, batch["advantages"]) == (not zero), name
+        if zero:
+            without_gradient.append(name)
+        assert has_gradient(settings, make_batch()["advantages"])  # advantages that are not all 0
+    expected = [] if not coefficients else ["grpo", "rlsd", "skill_grpo"]
+    assert sorted(without_gradient) == expected

@@ -128,3 +128,16 @@ def test_a_non_finite_loss_is_logged_then_stops_the_run_before_evaluating_or_sav
     (logged,) = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(logged)["step"] == 1
     assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
+
+
+def test_a_grpo_step_without_reward_signal_skips_the_old_and_update_passes(tmp_path):
+    """The random tiny model loses every episode: every advantage is 0, and without a KL or entropy term the
+    objective has no gradient, so the step scores no old log-probs and runs no update pass."""
+    grpo = ["algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0"]
+    (metrics,), _ = run(tmp_path / "grpo", *grpo, "trainer.skip_zero_gradient=true")
+    assert metrics["train/won_rate"] == 0 and metrics["train/advantage_abs_mean"] == 0
+    assert metrics["update/without_gradient"] == 1 and "time/old_s" not in metrics
+    assert metrics["update/optimizer_steps"] == 0 and metrics["update/zero_gradient_skips"] == 1
+    (metrics,), _ = run(tmp_path / "sdar", "algorithm.method=sdar", "algorithm.kl_coef=0")
+    assert metrics["train/advantage_abs_mean"] == 0  # no reward signal either, but a distillation term
+    assert metrics["update/without_gradient"] == 0 and metrics["time/old_s"] > 0

@@ -1,14 +1,16 @@
 """Micro-batches drop the columns that are padding in all their rows (`Batch.compact`) without changing
 any log-prob: a row scored in a wide batch equals the row scored alone. `trainer.skip_zero_gradient`: a
-mini-batch without gradient leaves AdamW's weights and moments as they were."""
+mini-batch without gradient leaves AdamW's weights and moments as they were. `update_without_gradient` does
+to the weights, moments and schedule what `policy_update` does on a batch without gradient."""
 
+import pytest
 import torch
 
 from sdar.algorithms.objective import settings_from_config
 from sdar.config import load_config
 from sdar.models import load_model
 from sdar.records import Batch, pack_sequences, pad_response
-from sdar.training.update import UpdateState, policy_update, score_batch
+from sdar.training.update import UpdateState, policy_update, score_batch, update_without_gradient
 
 
 def batch_of(prompts, responses, pad_token_id=0) -> Batch:
@@ -44,9 +46,10 @@ def test_scoring_in_compacted_micro_batches_equals_scoring_each_row_alone():
         assert torch.all(together[row, width:] == 0)
 
 
-def updated_twice(skip_zero_gradient: bool) -> tuple[dict, dict, dict]:
+def updated_twice(skip_zero_gradient: bool, without_passes: bool = False) -> tuple[dict, dict, dict]:
     """A GRPO update with advantages, then one whose advantages are all zero (every group all won or all
-    lost; no entropy or KL term): the weights before and after the second, and its statistics."""
+    lost; no entropy or KL term), by `policy_update` or by `update_without_gradient`: the weights before and
+    after the second, and its statistics with the optimizer's and the schedule's state after it."""
     config = load_config(
         "smoke", ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
     )
@@ -73,8 +76,16 @@ def updated_twice(skip_zero_gradient: bool) -> tuple[dict, dict, dict]:
 
     update([1.0, -1.0, 0.5, -0.5])
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    stats = update([0.0, 0.0, 0.0, 0.0])
+    if without_passes:
+        batch.advantages = torch.zeros(4)
+        stats = update_without_gradient(
+            optimizer, scheduler, batch, mini_batch_rows=4, epochs=1, state=UpdateState(),
+            skip_zero_gradient=skip_zero_gradient,
+        )  # fmt: skip
+    else:
+        stats = update([0.0, 0.0, 0.0, 0.0])
     after = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    stats["optimizer"], stats["scheduler"] = optimizer.state_dict(), scheduler.state_dict()
     return before, after, stats
 
 
@@ -92,3 +103,20 @@ def test_skipping_zero_gradients_leaves_every_update_with_a_gradient_as_it_was()
     plain, skipping = updated_twice(skip_zero_gradient=False), updated_twice(skip_zero_gradient=True)
     for name in plain[0]:
         assert torch.equal(plain[0][name], skipping[0][name])  # the first update, which had advantages
+
+
+@pytest.mark.parametrize("skip_zero_gradient", [False, True])
+def test_update_without_gradient_leaves_what_the_passes_would_have_left(skip_zero_gradient):
+    _, passes_weights, passes = updated_twice(skip_zero_gradient)
+    _, weights, without = updated_twice(skip_zero_gradient, without_passes=True)
+    for name, value in passes_weights.items():
+        assert torch.equal(weights[name], value)
+    assert without["scheduler"] == passes["scheduler"]
+    moments, passes_moments = without["optimizer"]["state"], passes["optimizer"]["state"]
+    assert moments.keys() == passes_moments.keys()
+    for index, state in moments.items():
+        for key, value in state.items():
+            assert torch.equal(value, passes_moments[index][key]), (index, key)
+    for key in ("grad/norm", "update/optimizer_steps", "update/skipped_total", "objective/valid_tokens"):
+        assert without[key] == passes[key], key
+    assert without.get("update/zero_gradient_skips") == passes.get("update/zero_gradient_skips")
