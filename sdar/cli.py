@@ -257,7 +257,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     from sdar.evaluation.viewer import write_viewer
 
     with _warnings_printed("view"):
-        path, count = write_viewer(args.run_dir, args.output, max_episodes=args.max_episodes)
+        path, count = write_viewer(
+            args.run_dir, args.output, max_episodes=args.max_episodes, gap_scale=args.gap_scale
+        )
     print(f"viewer: {path} ({count} episodes); open it in a browser")
     return 0
 
@@ -349,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=400,
         help="at most this many episodes per source (training samples, each evaluation), evenly spread",
+    )
+    view.add_argument(
+        "--gap-scale",
+        type=float,
+        default=1.0,
+        help="the gap |Δ| in nats drawn at full colour (default 1: a token e times more or less likely)",
     )
     view.set_defaults(run=cmd_view)
 

@@ -13,7 +13,6 @@ from sdar.config import ConfigError
 from sdar.evaluation.viewer import (
     embed_json,
     evaluation_episodes,
-    gap_scale,
     render_viewer,
     select_evenly,
     training_episodes,
@@ -97,11 +96,17 @@ def test_select_evenly_keeps_first_and_last():
         select_evenly([1], 0)
 
 
-def test_gap_scale_is_95th_percentile_of_absolute_gaps():
-    episodes = training_episodes([sample(gap=(0.1 * i, -0.1 * i, 0.0)) for i in range(1, 8)])
-    magnitudes = sorted(abs(v) for e in episodes for v in e["turns"][0]["gap"])
-    assert gap_scale(episodes) == magnitudes[int(0.95 * (len(magnitudes) - 1))]
-    assert gap_scale(evaluation_episodes("x", [{"actions": ["a"]}])) == 1.0
+def embedded_data(page: str) -> dict:
+    return json.loads(page.split('id="episodes-data">')[1].split("</script>")[0])
+
+
+def test_gap_scale_is_fixed_in_nats_and_must_be_positive():
+    episodes = training_episodes([sample(gap=(0.001, -0.002, 3.0))])  # most gaps tiny, as in real runs
+    assert embedded_data(render_viewer(episodes, "t"))["gap_scale"] == 1.0
+    assert embedded_data(render_viewer(episodes, "t", gap_scale=0.25))["gap_scale"] == 0.25
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="gap scale"):
+            render_viewer(episodes, "t", gap_scale=bad)
 
 
 def test_embedded_json_cannot_close_the_script_and_round_trips():
@@ -117,8 +122,7 @@ def test_page_holds_no_raw_payload_and_an_escaped_title():
         assert payload not in page
     assert page.count("<script") == 2 and page.count("</script>") == 2  # the data element and the code
     assert f"<title>run {html.escape(SCRIPT_PAYLOAD)}</title>" in page
-    data = page.split('id="episodes-data">')[1].split("</script>")[0]
-    assert json.loads(data)["episodes"][0]["turns"][0]["response"] == SCRIPT_PAYLOAD
+    assert embedded_data(page)["episodes"][0]["turns"][0]["response"] == SCRIPT_PAYLOAD
     assert "innerHTML" not in page and "insertAdjacentHTML" not in page and "document.write" not in page
 
 
@@ -147,7 +151,7 @@ def test_write_viewer_reads_samples_and_eval_episodes(tmp_path):
     with pytest.warns(UserWarning, match="torn"):
         path, count = write_viewer(run, max_episodes=3)
     assert (path, count) == (run / "viewer.html", 4)
-    data = json.loads(path.read_text().split('id="episodes-data">')[1].split("</script>")[0])
+    data = embedded_data(path.read_text())
     assert [e["label"] for e in data["episodes"]] == [
         "train step 1",
         "train step 3",
@@ -165,6 +169,11 @@ def test_write_viewer_bad_inputs(tmp_path, capsys):
     run = write_run(tmp_path, [])
     with pytest.raises(ConfigError, match="no episodes"), pytest.warns(UserWarning):
         write_viewer(run)
+    (tmp_path / "other").mkdir()
+    run = write_run(tmp_path / "other", [sample()])
+    assert main(["view", str(run), "--gap-scale", "0"]) == 2
+    assert "gap scale 0.0: it must be a positive number" in capsys.readouterr().err
+    assert not (run / "viewer.html").exists()
 
 
 # ---- headless Chromium -----------------------------------------------------------------------------------
@@ -193,6 +202,7 @@ def test_viewer_renders_and_runs_no_injected_script(hostile_run, chromium, tmp_p
     assert html.escape(CLOSE_PAYLOAD, quote=False) in dom  # the prompt
     assert html.escape(f"You see {SVG_PAYLOAD}", quote=False) in dom  # the env reply
     assert "3 of 3 episodes" in dom  # the script ran to the end
+    assert ">≤ -1.00</span>" in dom and ">≥ 1.00</span>" in dom  # the legend of the fixed gap scale
     assert "not admissible" in dom  # the first episode's valid reply named no admissible action
     assert "<img src=" not in dom and "<svg" not in dom  # no element was built from data
     shot = chromium.screenshot(hostile_run, tmp_path / "viewer.png")
