@@ -138,7 +138,7 @@ class PanelTable:
 
 
 def row_label(run: Run, several_models: bool) -> str:
-    return f"{run.model} · {run.method}" if several_models else run.method
+    return f"{run.model_label} · {run.method}" if several_models else run.method
 
 
 def _columns(summaries: list[dict]) -> list[Column]:
@@ -262,7 +262,7 @@ def run_table(runs: list[Run]) -> Table:
                 run.name,
                 run.method,
                 run.env,
-                run.model,
+                run.model_label,
                 seed,
                 steps,
                 "; ".join(finals) or "–",

@@ -58,6 +58,14 @@ class Run:
     path: str = ""
     code: str = ""  # the git commit(s) the run was made at, from run_info.json ("" when not recorded)
 
+    @property
+    def model_label(self) -> str:
+        """The model as reports name it: a cached SFT warm start, a path on the machine that trained it, by
+        its cache key (which the base model and the SFT settings determine)."""
+        from sdar.training.sft import is_warm_start
+
+        return f"SFT warm start {Path(self.model).name}" if is_warm_start(self.model) else self.model
+
 
 def parse_jsonl(lines, source: str = "") -> tuple[list[dict], list[str]]:
     """JSON objects of the lines (blank lines ignored) and a note per line that is torn or not an object."""

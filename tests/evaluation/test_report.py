@@ -388,6 +388,9 @@ def test_a_standalone_model_evaluation_names_its_row_by_the_model_it_played(tmp_
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     (run,) = read_inputs([tmp_path])
     assert run.method == row
+    # The report names a warm start by its cache key, not by the path on the machine that trained it.
+    warm_start = run.method.startswith("warm start")
+    assert run.model_label == ("SFT warm start f2655ecaa695579c" if warm_start else model)
 
 
 # ---- headless Chromium -----------------------------------------------------------------------------------
