@@ -60,7 +60,8 @@ def curve_groups(runs: list[Run]) -> dict[str, list[Run]]:
     several_models = len({run.model for run in with_metrics}) > 1
     groups: dict[str, list[Run]] = {}
     for run in with_metrics:
-        parts = [run.method] + ([run.env] if several_envs else []) + ([run.model_label] if several_models else [])
+        parts = [run.method, *([run.env] if several_envs else [])]
+        parts += [run.model_label] if several_models else []
         groups.setdefault(" · ".join(parts), []).append(run)
     return dict(sorted(groups.items()))
 
