@@ -74,15 +74,26 @@ def test_two_processes_update_like_one_process_on_the_same_global_batch(tmp_path
 
 
 @pytest.mark.slow
-def test_accelerate_launch_trains_with_two_processes_and_one_run_directory(tmp_path):
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["algorithm.method=sdar"],
+        # The random tiny model wins nothing, so no term has a gradient: every process skips its passes.
+        ["algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0"],
+    ],
+    ids=["sdar", "grpo-without-gradient"],
+)
+def test_accelerate_launch_trains_with_two_processes_and_one_run_directory(tmp_path, method):
     pytest.importorskip("alfworld")
     run_dir = tmp_path / "run"
     overrides = ["rollout.tasks_per_step=2", "rollout.group_size=2", "env.max_turns=2", "trainer.steps=2"]
-    overrides += ["rollout.max_new_tokens=16", "trainer.eval_at_ends=false"]
+    overrides += ["rollout.max_new_tokens=16", "trainer.eval_at_ends=false", *method]
     accelerate_launch(2, "-m", "sdar.cli", "train", "smoke", *overrides, "--output", str(run_dir))
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2]  # written once, by process 0
     assert all(line["train/episodes"] == 4 for line in lines)  # both processes' episodes (2 tasks x G=2)
+    without_gradient = "grpo" in method[0]
+    assert all(line["update/without_gradient"] == without_gradient for line in lines)
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == [
         "latest",
         "step_000002",
