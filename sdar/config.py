@@ -174,6 +174,9 @@ class TrainerConfig(_Section):
     # can exceed the real updates' (experiments/cpu_reproduction). Off by default, like verl. Either way, a
     # step whose objective has no gradient at all runs no forward or backward pass for it (`has_gradient`).
     skip_zero_gradient: bool = False
+    # Episodes per step written to RUN/samples.jsonl with per-token gap and gate (`sdar view`): the first of
+    # every task, then the second of every task, and so on.
+    sample_episodes: int = bounded(2, 0, help="episodes per step in RUN/samples.jsonl (sdar view)")
     save_every: int = bounded(10, 0)
     keep_last: int = bounded(0, 0, help="keep only the newest N checkpoints (0 = every one)")
     eval_every: int = bounded(0, 0, help="evaluate the eval panel every N steps into RUN/eval/step_<N>")

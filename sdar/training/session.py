@@ -3,8 +3,10 @@ the teacher's weights, and the fixed validation panel. The trainer calls it once
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+from collections import Counter
 
 import torch
 
@@ -124,11 +126,17 @@ class RolloutSession:
             self.teacher.update()
 
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
-        """The first `limit` episodes, turn by turn, with per-token gap Δ = teacher − old and gate σ(βΔ)."""
-        samples, row = [], 0
+        """`limit` episodes, turn by turn, with per-token gap Δ = teacher − old and gate σ(βΔ): the first
+        episode of every task, then the second of every task, and so on, in the order they were played."""
+        first_rows = list(itertools.accumulate((len(episode.turns) for episode in episodes), initial=0))
+        place, played = [], Counter()  # each episode's place among its task's episodes
         for episode in episodes:
-            if len(samples) >= limit:
-                break
+            place.append(played[episode.group_index])
+            played[episode.group_index] += 1
+        chosen = sorted(sorted(range(len(episodes)), key=place.__getitem__)[:limit])
+        samples = []
+        for index in chosen:
+            episode, row = episodes[index], first_rows[index]
             turns = []
             for turn in episode.turns:
                 length = len(turn.response_ids)

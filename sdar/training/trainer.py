@@ -232,7 +232,8 @@ class Trainer:
             means, _ = gap_by_turn(gap, batch.response_mask, batch.turn_index, config.env.max_turns)
             used = int(batch.turn_index.max()) + 1
             metrics["distill/gap_by_turn"] = [round(float(v), 5) for v in means[:used]]
-        self.logger.log_samples(step + 1, self.session.samples(episodes, batch, self.settings, limit=2))
+        samples = self.session.samples(episodes, batch, self.settings, limit=config.trainer.sample_episodes)
+        self.logger.log_samples(step + 1, samples)
         return StepResult(metrics, episodes)
 
     def _update(self, batch, step: int) -> dict:

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from sdar.config import load_config
 from sdar.training.trainer import Trainer
@@ -141,3 +142,44 @@ def test_a_grpo_step_without_reward_signal_skips_the_old_and_update_passes(tmp_p
     (metrics,), _ = run(tmp_path / "sdar", "algorithm.method=sdar", "algorithm.kl_coef=0")
     assert metrics["train/advantage_abs_mean"] == 0  # no reward signal either, but a distillation term
     assert metrics["update/without_gradient"] == 0 and metrics["time/old_s"] > 0
+
+
+def test_samples_spread_over_the_step_tasks(tmp_path):
+    """trainer.sample_episodes=3 of 2 tasks x 2 episodes: the first episode of each task, then the second of
+    the first task, in the order played, each with per-token gap and gate."""
+    _, run_dir = run(
+        tmp_path, "algorithm.method=sdar", "rollout.tasks_per_step=2", "trainer.sample_episodes=3"
+    )
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    tasks = [sample["task_id"] for sample in samples]
+    assert len(tasks) == 3 and tasks[0] == tasks[1] != tasks[2]
+    for turn in (turn for sample in samples for turn in sample["turns"]):
+        assert len(turn["gap"]) == len(turn["gate"]) == len(turn["tokens"]) > 0
+
+
+def test_each_sampled_turn_carries_its_own_batch_row():
+    """Episodes of unequal lengths, one skipped: each sampled turn's advantage and gap are its own row's."""
+    from types import SimpleNamespace
+
+    from sdar.records import Batch, Episode, Task, Turn
+    from sdar.training.session import RolloutSession
+
+    episodes, row = [], 0
+    for index, (task, turns) in enumerate([(0, 3), (0, 1), (1, 2), (1, 4)]):
+        episode = Episode(Task(f"task-{task}", "pick", "goal"), group_index=task, episode_index=index)
+        for turn_index in range(turns):
+            episode.turns.append(
+                Turn(episode.task, task, index, turn_index, "prompt", [1], [5, 6], "reply", "look", True)
+            )
+            row += 1
+        episodes.append(episode)
+    rows = torch.arange(row, dtype=torch.float32)
+    batch = Batch(*[None] * 8, advantages=rows, old_logprobs=torch.zeros(row, 2))
+    batch.teacher_logprobs = rows[:, None].expand(row, 2).clone()  # gap = the row's index
+    session = object.__new__(RolloutSession)  # only the tokenizer is read when no teacher is set
+    session.tokenizer, session.teacher = SimpleNamespace(decode=lambda ids: str(ids)), None
+    samples = session.samples(episodes, batch, SimpleNamespace(beta=5.0), limit=2)  # episodes 0 and 2
+    assert [(sample["task_id"], len(sample["turns"])) for sample in samples] == [("task-0", 3), ("task-1", 2)]
+    rows_seen = [turn["advantage"] for sample in samples for turn in sample["turns"]]
+    assert rows_seen == [0, 1, 2, 4, 5]  # episode 1's row 3 skipped
+    assert [turn["gap"] for sample in samples for turn in sample["turns"]] == [[r, r] for r in rows_seen]
