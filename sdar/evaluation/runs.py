@@ -57,14 +57,18 @@ class Run:
     evaluations: list[Evaluation] = field(default_factory=list)
     path: str = ""
     code: str = ""  # the git commit(s) the run was made at, from run_info.json ("" when not recorded)
+    base_model: str = ""  # what its SFT warm start was trained from, from run_info.json ("" when unknown)
 
     @property
     def model_label(self) -> str:
         """The model as reports name it: a cached SFT warm start, a path on the machine that trained it, by
-        its cache key (which the base model and the SFT settings determine)."""
+        its base model (when the run recorded it) and its cache key (set by base model and SFT settings)."""
         from sdar.training.sft import is_warm_start
 
-        return f"SFT warm start {Path(self.model).name}" if is_warm_start(self.model) else self.model
+        if not is_warm_start(self.model):
+            return self.model
+        key = Path(self.model).name
+        return f"{self.base_model} + SFT {key}" if self.base_model else f"SFT warm start {key}"
 
 
 def parse_jsonl(lines, source: str = "") -> tuple[list[dict], list[str]]:
@@ -178,18 +182,26 @@ def read_run(run_dir: str | Path) -> Run:
         )
     method, env, model, seed = _config_fields(config)
     evaluations = read_evaluations(run_dir)
-    return Run(run_dir.name, method, env, model, seed, metrics, evaluations, str(run_dir), code_of(run_dir))
+    info = run_info(run_dir)
+    base_model = str((info.get("warm_start") or {}).get("base_model", ""))
+    return Run(
+        run_dir.name, method, env, model, seed, metrics, evaluations, str(run_dir), code_of(info), base_model
+    )
 
 
-def code_of(run_dir: Path) -> str:
-    """The commits of the processes that made the run (run_info.json), short, `+` when the checkout had
-    uncommitted changes, joined by ` → ` where a resumed piece ran other code; "" when not recorded."""
+def run_info(run_dir: Path) -> dict:
+    """The run's run_info.json (sdar.training.logging.record_process); {} when missing or unreadable."""
     path = run_dir / RUN_INFO
     try:
-        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError:
-        _warn([f"{path}: not valid JSON, the run's code is not shown"])
-        return ""
+        _warn([f"{path}: not valid JSON, the run's code and warm start are not shown"])
+        return {}
+
+
+def code_of(info: dict) -> str:
+    """The commits of the processes that made the run (its run_info.json), short, `+` when the checkout had
+    uncommitted changes, joined by ` → ` where a resumed piece ran other code; "" when not recorded."""
     commits = []
     for process in [info, *info.get("resumed", [])]:
         code = process.get("code") or {}

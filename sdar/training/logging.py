@@ -164,7 +164,26 @@ def record_process(run_dir: Path, config, start_step: int) -> None:
     process = {"versions": versions(), "code": source_revision(), "argv": sys.argv}
     if start_step == 0 or not path.is_file():
         info = {"seed": config.seed, **process}
+        warm_start = warm_start_record(config.model.name)
+        if warm_start:
+            info["warm_start"] = warm_start
     else:
         info = json.loads(path.read_text())
         info.setdefault("resumed", []).append({"from_step": start_step, **process})
     path.write_text(json.dumps(info, indent=2))
+
+
+def warm_start_record(model_name: str) -> dict:
+    """What a run's model is when it is a cached SFT warm start: the config names only its cache path on this
+    machine, its sft_summary.json what it was trained from and on. {} for any other model."""
+    from sdar.training.sft import is_warm_start
+
+    summary_path = Path(model_name) / "sft_summary.json"
+    if not is_warm_start(model_name) or not summary_path.is_file():
+        return {}
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError:
+        summary = {}  # the run still names the warm start by its key
+    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds")
+    return {"key": Path(model_name).name, **{name: summary[name] for name in kept if name in summary}}

@@ -178,6 +178,7 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
     model = model.cpu()  # saved from the CPU: the cached directory does not depend on the device
     _save_atomically(model, tokenizer, Path(output_dir))
     summary = {
+        "base_model": config.model.name,  # every run trained from it records it (run_info.json)
         **counts,
         "epochs": sft.epochs,
         "loss_first": losses[0],

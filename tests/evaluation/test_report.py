@@ -332,6 +332,20 @@ def test_the_runs_table_names_the_code_each_run_was_made_at(tmp_path):
     assert [row[-1] for row in rows] == ["–", f"{'a' * 10} → {'b' * 10}+"]
 
 
+def test_a_warm_started_run_is_named_by_its_base_model_and_warm_start_key(tmp_path):
+    from sdar.evaluation.runs import read_run
+
+    run_dir = make_runs(tmp_path)[1]
+    config = (run_dir / "config.yaml").read_text()
+    assert "name: tiny" in config
+    warm_start = "name: /cache/sdar/sft/3e7376501cfe942a"  # the path the trainer saves for a warm start
+    (run_dir / "config.yaml").write_text(config.replace("name: tiny", warm_start))
+    assert read_run(run_dir).model_label == "SFT warm start 3e7376501cfe942a"  # no run_info.json
+    info = {"warm_start": {"key": "3e7376501cfe942a", "base_model": "smollm2-135m"}}
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+    assert read_run(run_dir).model_label == "smollm2-135m + SFT 3e7376501cfe942a"
+
+
 def test_cli_report_refuses_mismatched_panels_when_strict(tmp_path, capsys):
     a = write_run(
         tmp_path, "a", "sdar", 0, [0.1], {"final": make_summary({"x": (1, 2)}, fingerprint="a" * 16)}

@@ -7,6 +7,7 @@ import pytest
 from sdar.config import load_config
 from sdar.models import load_model
 from sdar.rollout.parsing import parse_action_reply
+from sdar.training.logging import record_process, warm_start_record
 from sdar.training.sft import demonstration_pairs, warm_start, warm_start_key, with_warm_start
 
 pytest.importorskip("alfworld")
@@ -60,6 +61,20 @@ def test_warm_start_trains_once_lowers_the_loss_and_is_reused(tmp_path):
     assert not trained.sft.warm_start and with_warm_start(trained) == trained  # never stacked twice
     model, tokenizer = load_model(trained.model)  # a normal model directory
     assert tokenizer.pad_token_id is not None and model.config.vocab_size > 0
+    # A run from it records what its model is, which its config (a cache path) does not say.
+    (tmp_path / "run").mkdir()
+    record_process(tmp_path / "run", trained, start_step=0)
+    recorded = json.loads((tmp_path / "run" / "run_info.json").read_text())["warm_start"]
+    assert recorded["key"] == directory.name and recorded["base_model"] == config.model.name
+    assert recorded["pairs"] == summary["pairs"] and recorded["seconds"] == summary["seconds"]
+
+
+def test_a_warm_start_with_an_unreadable_summary_is_recorded_by_its_key(tmp_path):
+    directory = tmp_path / "sft" / "3e7376501cfe942a"
+    directory.mkdir(parents=True)
+    (directory / "sft_summary.json").write_text("{torn")
+    assert warm_start_record(str(directory)) == {"key": "3e7376501cfe942a"}
+    assert warm_start_record("smollm2-135m") == {} and warm_start_record(str(tmp_path)) == {}
 
 
 def test_sft_seed_lets_several_run_seeds_share_one_warm_start():
