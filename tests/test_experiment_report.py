@@ -86,6 +86,17 @@ def test_dynamics_table_counts_steps_with_reward_signal_and_the_last_admissible_
     assert row["largest grad norm"] == "0.450 ± 0.050"
 
 
+def test_gate_off_half_counts_logged_tokens_whose_gap_moves_the_gate_past_the_threshold(report, tmp_path):
+    from sdar.evaluation.runs import Run
+
+    # σ(5Δ) − ½ = 0.05 at |Δ| = ln(0.55 / 0.45) / 5 = 0.0401
+    turns = [{"gap": [0.0, 0.03, -0.05, 0.0402]}, {"gap": [-0.04, 1.5]}, {"response": "no gaps logged"}]
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "turns": turns}) + "\n")
+    run = Run("sdar-s0", "sdar", "alfworld-gen", "m", 0, [{"step": 1}], [], str(tmp_path))
+    assert report.gate_off_half(run) == pytest.approx(3 / 6)
+    assert report.gate_off_half(Run("grpo-s0", "grpo", "alfworld-gen", "m", 0, [{"step": 1}], [])) is None
+
+
 def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
     grpo = [judged_run("grpo", seed, [0.1, 0.2]) for seed in (0, 1, 2)]
 

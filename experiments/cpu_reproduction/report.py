@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -45,6 +46,8 @@ BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py
 END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
+SDAR_BETA = 5.0  # the spec's β
+GATE_OFF_HALF = 0.05  # a gate further than this from ½ counts as departing from GRPO+OPSD's
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
 READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
 READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
@@ -88,8 +91,8 @@ def _mean_std(values: list[float], signed: bool, digits: int = 3) -> str:
 def dynamics_table(runs: list[Run]) -> Table:
     """Per method, mean ± std over its seeds: the teacher-student gap and gate at the first and last step,
     training success over all steps, the steps with reward signal (some group both won and lost: nonzero
-    advantages), and signs of instability (lowest valid-action ratio, admissible-action ratio at the last
-    step, largest gradient norm)."""
+    advantages), signs of instability (lowest valid-action ratio, admissible-action ratio at the last step,
+    largest gradient norm), and how often SDAR's gate departs from ½ on logged replies (`gate_off_half`)."""
 
     def first(run: Run, key: str) -> float | None:
         return next((v for m in run.metrics if (v := metric_value(m, key)) is not None), None)
@@ -115,6 +118,7 @@ def dynamics_table(runs: list[Run]) -> Table:
         ("lowest valid-action ratio", lambda r: over_steps(r, "train/valid_action_ratio", min), 3),
         ("admissible-action ratio, last step", lambda r: last(r, "train/admissible_action_ratio"), 3),
         ("largest grad norm", lambda r: over_steps(r, "grad/norm", max), 3),
+        (f"logged tokens with σ(5Δ) off ½ by > {GATE_OFF_HALF}", gate_off_half, 3),
     )
     rows = []
     for method in sorted({run.method for run in runs}):
@@ -152,14 +156,31 @@ def reading_table(experiment: Path, warm_start: Path | None = None) -> Table | N
     return Table(header, tuple(rows))
 
 
-def logged_replies(run: Run) -> dict[tuple, str]:
-    """(step, episode, turn) -> sampled reply, from the run's samples.jsonl (the first episodes of a step)."""
+def logged_episodes(run: Run) -> list[dict]:
+    """The episodes the run's samples.jsonl keeps of each step, with their replies and per-token gaps."""
     path = Path(run.path) / SAMPLES
-    records, _ = (
-        parse_jsonl(path.read_text(encoding="utf-8").splitlines(), str(path)) if path.is_file() else ([], [])
-    )
+    if not run.path or not path.is_file():
+        return []
+    return parse_jsonl(path.read_text(encoding="utf-8").splitlines(), str(path))[0]
+
+
+def gate_off_half(run: Run) -> float | None:
+    """The share of the logged reply tokens where SDAR's gate σ(βΔ) (β = 5) is more than GATE_OFF_HALF from
+    ½, GRPO+OPSD's constant gate: the only tokens where their distillation terms differ. None without gaps."""
+    threshold = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # |Δ| beyond it
+    gaps = [
+        gap
+        for record in logged_episodes(run)
+        for turn in record.get("turns") or []
+        for gap in turn.get("gap") or []
+    ]
+    return sum(abs(gap) > threshold for gap in gaps) / len(gaps) if gaps else None
+
+
+def logged_replies(run: Run) -> dict[tuple, str]:
+    """(step, episode, turn) -> sampled reply, from the run's samples.jsonl."""
     replies, seen = {}, {}
-    for record in records:
+    for record in logged_episodes(run):
         step = record.get("step")
         episode = seen[step] = seen.get(step, -1) + 1
         for turn in record.get("turns") or []:
