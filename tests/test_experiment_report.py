@@ -86,15 +86,24 @@ def test_dynamics_table_counts_steps_with_reward_signal_and_the_last_admissible_
     assert row["largest grad norm"] == "0.450 ± 0.050"
 
 
-def test_gate_off_half_counts_logged_tokens_whose_gap_moves_the_gate_past_the_threshold(report, tmp_path):
+def test_gate_off_half_counts_the_logged_tokens_whose_gap_moves_the_gate(report, tmp_path, capsys):
     from sdar.evaluation.runs import Run
 
     # σ(5Δ) − ½ = 0.05 at |Δ| = ln(0.55 / 0.45) / 5 = 0.0401
-    turns = [{"gap": [0.0, 0.03, -0.05, 0.0402]}, {"gap": [-0.04, 1.5]}, {"response": "no gaps logged"}]
+    turns = [
+        {"tokens": ["<", "go", " to", " bed"], "gap": [0.0, 0.03, -0.05, 0.0402]},
+        {"tokens": ["go", " sofa"], "gap": [-0.04, 1.5]},
+        {"response": "no gaps logged"},
+    ]
     (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "turns": turns}) + "\n")
     run = Run("sdar-s0", "sdar", "alfworld-gen", "m", 0, [{"step": 1}], [], str(tmp_path))
     assert report.gate_off_half(run) == pytest.approx(3 / 6)
     assert report.gate_off_half(Run("grpo-s0", "grpo", "alfworld-gen", "m", 0, [{"step": 1}], [])) is None
+    report.print_gate_tokens(run)
+    printed = capsys.readouterr().out
+    assert "6 logged reply tokens" in printed and "from ½ (|Δ| > 0.0401): 50.0%" in printed
+    assert "gap 0 as logged (4 decimals): 16.7%" in printed
+    assert "'to' 1, 'bed' 1, 'sofa' 1" in printed
 
 
 def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):

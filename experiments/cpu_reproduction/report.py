@@ -19,6 +19,7 @@ import math
 import re
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 from sdar.evaluation.document import Bullets, Paragraph, Table, to_markdown
@@ -48,6 +49,7 @@ GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
 SDAR_BETA = 5.0  # the spec's β
 GATE_OFF_HALF = 0.05  # a gate further than this from ½ counts as departing from GRPO+OPSD's
+GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # |Δ| beyond: 0.0401
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
 READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
 READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
@@ -164,17 +166,34 @@ def logged_episodes(run: Run) -> list[dict]:
     return parse_jsonl(path.read_text(encoding="utf-8").splitlines(), str(path))[0]
 
 
+def logged_gaps(run: Run) -> list[tuple[str, float]]:
+    """(token, gap Δ) of every reply token the run logged with its gap."""
+    pairs = []
+    for record in logged_episodes(run):
+        for turn in record.get("turns") or []:
+            pairs += zip(turn.get("tokens") or [], turn.get("gap") or [], strict=False)
+    return pairs
+
+
 def gate_off_half(run: Run) -> float | None:
     """The share of the logged reply tokens where SDAR's gate σ(βΔ) (β = 5) is more than GATE_OFF_HALF from
     ½, GRPO+OPSD's constant gate: the only tokens where their distillation terms differ. None without gaps."""
-    threshold = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # |Δ| beyond it
-    gaps = [
-        gap
-        for record in logged_episodes(run)
-        for turn in record.get("turns") or []
-        for gap in turn.get("gap") or []
-    ]
-    return sum(abs(gap) > threshold for gap in gaps) / len(gaps) if gaps else None
+    gaps = [gap for _, gap in logged_gaps(run)]
+    return sum(abs(gap) > GATE_OFF_HALF_GAP for gap in gaps) / len(gaps) if gaps else None
+
+
+def print_gate_tokens(run: Run, most_common: int = 20) -> None:
+    """`--gate-tokens RUN`: which logged tokens move SDAR's gate off ½, and how many gaps are 0 as logged."""
+    pairs = logged_gaps(run)
+    if not pairs:
+        raise SystemExit(f"{run.path}: no reply tokens logged with a gap (samples.jsonl)")
+    decisive = Counter(token.strip() for token, gap in pairs if abs(gap) > GATE_OFF_HALF_GAP)
+    print(f"{run.name}: {len(pairs)} logged reply tokens")
+    print(f"gate σ(5Δ) more than {GATE_OFF_HALF} from ½ (|Δ| > {GATE_OFF_HALF_GAP:.4f}): "
+          f"{sum(decisive.values()) / len(pairs):.1%}")  # fmt: skip
+    print(f"gap 0 as logged (4 decimals): {sum(gap == 0 for _, gap in pairs) / len(pairs):.1%}")
+    common = ", ".join(f"{token!r} {count}" for token, count in decisive.most_common(most_common))
+    print(f"most common of those tokens: {common}")
 
 
 def logged_replies(run: Run) -> dict[tuple, str]:
@@ -406,7 +425,17 @@ def main() -> int:
         help="the folder whose teacher_vs_student/ and results/warm-start-valid_seen/ evaluated the runs' "
         "warm start (default: the one holding results/, or FOLDER itself)",
     )
+    parser.add_argument(
+        "--gate-tokens",
+        type=Path,
+        metavar="RUN",
+        help="only print which of RUN's logged reply tokens move SDAR's gate off ½ (the dynamics table's "
+        "last column), and the share of gaps that are 0",
+    )
     args = parser.parse_args()
+    if args.gate_tokens:
+        print_gate_tokens(Run(args.gate_tokens.name, "", "", "", None, path=str(args.gate_tokens)))
+        return 0
     results = args.results.resolve()
     experiment = None if args.warm_start is None else args.warm_start.resolve()
     report_dir = experiment_of(results) / "report"
