@@ -38,6 +38,8 @@ from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penal
 from sdar.algorithms.methods import ADVANTAGE_SHAPINGS, DISTILL_TERMS, get_method
 from sdar.algorithms.policy import ppo_clip_token_loss
 
+GATE_OFF_HALF = 0.05  # a gate further than this from ½ counts in distill/gate_off_half_ratio
+
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
@@ -237,7 +239,12 @@ def policy_objective(
             distill_per_token, distill_stats = sdar_token_loss(
                 logprobs, teacher_logprobs, beta=settings.beta, gate=settings.gate, entropy=gate_entropy
             )
-            stats["distill/gate_mean"] = masked_token_mean(distill_stats["gate"], mask)
+            gate = distill_stats["gate"]
+            stats["distill/gate_mean"] = masked_token_mean(gate, mask)
+            # Where the gate weighs the term differently from GRPO+OPSD's constant ½: the gate mean alone
+            # hides it when nearly every token sits at ½ (experiments/cpu_reproduction/README.md).
+            off_half = ((gate - 0.5).abs() > GATE_OFF_HALF).float()
+            stats["distill/gate_off_half_ratio"] = masked_token_mean(off_half, mask)
         else:  # "skill_sd"
             distill_per_token, distill_stats = skill_sd_token_loss(logprobs, old_logprobs, teacher_logprobs)
         loss = loss + settings.distill_coef * reduce(distill_per_token)

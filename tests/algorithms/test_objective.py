@@ -72,6 +72,7 @@ def test_objective_hand_case():
     assert stats["loss/kl"].item() == pytest.approx(0.0)
     assert stats["loss/distill"].item() == pytest.approx(0.0731058579, abs=1e-10)
     assert stats["distill/gate_mean"].item() == pytest.approx((0.5 + SIGMOID_OF_1) / 2)
+    assert stats["distill/gate_off_half_ratio"].item() == 0.5  # σ(1) is 0.23 from ½, the other gate is ½
     assert stats["distill/gap_mean"].item() == pytest.approx(0.1)
     assert stats["distill/gap_std"].item() == pytest.approx(0.1)
     assert stats["distill/positive_gap_ratio"].item() == pytest.approx(0.5)
@@ -114,7 +115,7 @@ def test_sdar_gradient_is_minus_gate_over_valid_tokens():
 
 def test_grpo_opsd_gate_mean_is_exactly_one_half():
     _, stats = run(make_batch(), settings_for_method("grpo_opsd"))
-    assert stats["distill/gate_mean"].item() == 0.5
+    assert stats["distill/gate_mean"].item() == 0.5 and stats["distill/gate_off_half_ratio"].item() == 0.0
 
 
 def test_opsd_has_no_policy_term():
