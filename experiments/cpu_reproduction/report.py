@@ -22,6 +22,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from sdar.algorithms.objective import GATE_OFF_HALF  # as the trainer's distill/gate_off_half_ratio
 from sdar.evaluation.document import Bullets, Paragraph, Table, to_markdown
 from sdar.evaluation.plots import CURVES
 from sdar.evaluation.report import (
@@ -48,7 +49,6 @@ END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
 SDAR_BETA = 5.0  # the spec's β
-GATE_OFF_HALF = 0.05  # a gate further than this from ½ counts as departing from GRPO+OPSD's
 GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # |Δ| beyond: 0.0401
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
 READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
