@@ -97,8 +97,8 @@ def test_gate_off_half_counts_the_logged_tokens_whose_gap_moves_the_gate(report,
     ]
     (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "turns": turns}) + "\n")
     run = Run("sdar-s0", "sdar", "alfworld-gen", "m", 0, [{"step": 1}], [], str(tmp_path))
-    assert report.gate_off_half(run) == pytest.approx(3 / 6)
-    assert report.gate_off_half(Run("grpo-s0", "grpo", "alfworld-gen", "m", 0, [{"step": 1}], [])) is None
+    assert report.run_gate_off_half(run) == pytest.approx(3 / 6)
+    assert report.run_gate_off_half(Run("grpo-s0", "grpo", "alfworld-gen", "m", 0, [{"step": 1}], [])) is None
     report.print_gate_tokens(run)
     printed = capsys.readouterr().out
     assert "6 logged reply tokens" in printed and "from ½ (|Δ| > 0.0401): 50.0%" in printed

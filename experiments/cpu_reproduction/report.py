@@ -22,7 +22,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from sdar.algorithms.objective import GATE_OFF_HALF  # as the trainer's distill/gate_off_half_ratio
+import torch
+
+from sdar.algorithms import get_method
+from sdar.algorithms.distill import GATE_OFF_HALF, gap_gate, gate_off_half  # the trainer's, too
 from sdar.evaluation.document import Bullets, Paragraph, Table, to_markdown
 from sdar.evaluation.plots import CURVES
 from sdar.evaluation.report import (
@@ -48,8 +51,8 @@ BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py
 END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
-SDAR_BETA = 5.0  # the spec's β
-GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # |Δ| beyond: 0.0401
+SDAR_BETA = get_method("sdar").beta
+GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # printed: 0.0401
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
 READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
 READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
@@ -94,7 +97,7 @@ def dynamics_table(runs: list[Run]) -> Table:
     """Per method, mean ± std over its seeds: the teacher-student gap and gate at the first and last step,
     training success over all steps, the steps with reward signal (some group both won and lost: nonzero
     advantages), signs of instability (lowest valid-action ratio, admissible-action ratio at the last step,
-    largest gradient norm), and how often SDAR's gate departs from ½ on logged replies (`gate_off_half`)."""
+    largest gradient norm), and how often SDAR's gate departs from ½ on logged replies."""
 
     def first(run: Run, key: str) -> float | None:
         return next((v for m in run.metrics if (v := metric_value(m, key)) is not None), None)
@@ -120,7 +123,7 @@ def dynamics_table(runs: list[Run]) -> Table:
         ("lowest valid-action ratio", lambda r: over_steps(r, "train/valid_action_ratio", min), 3),
         ("admissible-action ratio, last step", lambda r: last(r, "train/admissible_action_ratio"), 3),
         ("largest grad norm", lambda r: over_steps(r, "grad/norm", max), 3),
-        (f"logged tokens with σ(5Δ) off ½ by > {GATE_OFF_HALF}", gate_off_half, 3),
+        (f"logged tokens with σ(5Δ) off ½ by > {GATE_OFF_HALF}", run_gate_off_half, 3),
     )
     rows = []
     for method in sorted({run.method for run in runs}):
@@ -175,11 +178,17 @@ def logged_gaps(run: Run) -> list[tuple[str, float]]:
     return pairs
 
 
-def gate_off_half(run: Run) -> float | None:
-    """The share of the logged reply tokens where SDAR's gate σ(βΔ) (β = 5) is more than GATE_OFF_HALF from
-    ½, GRPO+OPSD's constant gate: the only tokens where their distillation terms differ. None without gaps."""
-    gaps = [gap for _, gap in logged_gaps(run)]
-    return sum(abs(gap) > GATE_OFF_HALF_GAP for gap in gaps) / len(gaps) if gaps else None
+def sdar_gate_off_half(gaps: list[float]) -> list[bool]:
+    """Whether SDAR's gate σ(βΔ) (its β, 5) puts each gap more than GATE_OFF_HALF from ½, as the trainer's
+    distill/gate_off_half_ratio counts; for any run's gaps, GRPO+OPSD's too (whose own gate is ½)."""
+    return gate_off_half(gap_gate(torch.tensor(gaps, dtype=torch.float64), beta=SDAR_BETA)).tolist()
+
+
+def run_gate_off_half(run: Run) -> float | None:
+    """The share of the logged reply tokens where SDAR's gate is more than GATE_OFF_HALF from ½, GRPO+OPSD's
+    constant gate: the only tokens where their distillation terms differ. None without gaps."""
+    off = sdar_gate_off_half([gap for _, gap in logged_gaps(run)])
+    return sum(off) / len(off) if off else None
 
 
 def print_gate_tokens(run: Run, most_common: int = 20) -> None:
@@ -187,7 +196,8 @@ def print_gate_tokens(run: Run, most_common: int = 20) -> None:
     pairs = logged_gaps(run)
     if not pairs:
         raise SystemExit(f"{run.path}: no reply tokens logged with a gap (samples.jsonl)")
-    decisive = Counter(token.strip() for token, gap in pairs if abs(gap) > GATE_OFF_HALF_GAP)
+    off = sdar_gate_off_half([gap for _, gap in pairs])
+    decisive = Counter(token.strip() for (token, _), moved in zip(pairs, off, strict=True) if moved)
     print(f"{run.name}: {len(pairs)} logged reply tokens")
     print(f"gate σ(5Δ) more than {GATE_OFF_HALF} from ½ (|Δ| > {GATE_OFF_HALF_GAP:.4f}): "
           f"{sum(decisive.values()) / len(pairs):.1%}")  # fmt: skip

@@ -23,6 +23,15 @@ def gap_gate(gap: Tensor, *, beta: float, entropy: Tensor | None = None) -> Tens
     return torch.sigmoid(beta * gap)
 
 
+GATE_OFF_HALF = 0.05  # a gate further than this from ½ weighs the term unlike GRPO+OPSD's constant ½
+
+
+def gate_off_half(gate: Tensor) -> Tensor:
+    """Where a gate is more than GATE_OFF_HALF from ½ (bool, like `gate`): the tokens on which SDAR's
+    distillation term differs from GRPO+OPSD's (β = 0, g ≡ ½)."""
+    return (gate - 0.5).abs() > GATE_OFF_HALF
+
+
 def entropy_gate(gap: Tensor, *, beta: float, entropy: Tensor | None = None) -> Tensor:
     """g = σ(β·h), h = student entropy / log|V| ∈ [0, 1]: distil more where the student is unsure."""
     return torch.sigmoid(beta * _require_entropy(entropy, "entropy"))

@@ -29,6 +29,7 @@ from sdar.algorithms.aggregation import (
 )
 from sdar.algorithms.distill import (
     GATES,
+    gate_off_half,
     rlsd_lambda,
     rlsd_token_advantages,
     sdar_token_loss,
@@ -37,8 +38,6 @@ from sdar.algorithms.distill import (
 from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penalty, normalised_entropy
 from sdar.algorithms.methods import ADVANTAGE_SHAPINGS, DISTILL_TERMS, get_method
 from sdar.algorithms.policy import ppo_clip_token_loss
-
-GATE_OFF_HALF = 0.05  # a gate further than this from ½ counts in distill/gate_off_half_ratio
 
 
 @dataclass(frozen=True)
@@ -243,8 +242,7 @@ def policy_objective(
             stats["distill/gate_mean"] = masked_token_mean(gate, mask)
             # Where the gate weighs the term differently from GRPO+OPSD's constant ½: the gate mean alone
             # hides it when nearly every token sits at ½ (experiments/cpu_reproduction/README.md).
-            off_half = ((gate - 0.5).abs() > GATE_OFF_HALF).float()
-            stats["distill/gate_off_half_ratio"] = masked_token_mean(off_half, mask)
+            stats["distill/gate_off_half_ratio"] = masked_token_mean(gate_off_half(gate).float(), mask)
         else:  # "skill_sd"
             distill_per_token, distill_stats = skill_sd_token_loss(logprobs, old_logprobs, teacher_logprobs)
         loss = loss + settings.distill_coef * reduce(distill_per_token)
