@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -183,7 +184,11 @@ def warm_start_record(model_name: str) -> dict:
         return {}
     try:
         summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError:
-        summary = {}  # the run still names the warm start by its key
+    except json.JSONDecodeError as error:
+        warnings.warn(
+            f"{summary_path}: not valid JSON ({error}); run_info.json records the warm start's key only",
+            stacklevel=2,
+        )
+        summary = {}
     kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds")
     return {"key": Path(model_name).name, **{name: summary[name] for name in kept if name in summary}}
