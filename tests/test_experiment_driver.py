@@ -53,28 +53,34 @@ def test_a_run_trains_fresh_then_resumes_then_is_probed_and_evaluates_valid_seen
     assert "--checkpoint" not in warm.command and "sft.warm_start=false" in warm.command
 
 
-def test_pending_lists_the_warm_start_then_training_seed_major_then_probes_then_valid_seen(tmp_path):
+def test_pending_lists_the_warm_start_then_run_by_run_training_probes_valid_seen(tmp_path):
     driver = load_driver(tmp_path, alfworld_data=tmp_path)
     keys = [stage.key for stage in driver.pending(["grpo", "sdar"], [0, 1])]
     measured = [stage.key for stage in driver.teacher_vs_student_stages()]
-    assert keys[:6] == ["warm-start: sft", *measured, "grpo-s0: train", "sdar-s0: train"]
     assert all(stage.needs == (driver.SFT.key,) for stage in driver.teacher_vs_student_stages())
-    assert (
-        keys.index("grpo-s1: train")
-        < keys.index("grpo-s0: skill reading, step 6")
-        < keys.index("grpo-s0: skill reading, step 12")
-        < keys.index("warm-start: valid_seen")
-        < keys.index("grpo-s0: valid_seen")
-    )
+    run = ["train", "skill reading, step 6", "skill reading, step 12", "valid_seen"]
+    runs = [f"{name}: {stage}" for name in ("grpo-s0", "sdar-s0", "grpo-s1", "sdar-s1") for stage in run]
+    assert keys == ["warm-start: sft", *measured, *runs, "warm-start: valid_seen"]
     finish(driver.SFT)
     for stage in driver.teacher_vs_student_stages():
         finish(stage)
     train_here(driver, "grpo-s0")
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
     readings = ["grpo-s0: skill reading, step 6", "grpo-s0: skill reading, step 12"]
-    assert keys == [*readings, "warm-start: valid_seen", "grpo-s0: valid_seen"]
+    assert keys == [*readings, "grpo-s0: valid_seen", "warm-start: valid_seen"]
     no_alfworld = load_driver(tmp_path).pending(["grpo"], [0])
     assert [stage.key for stage in no_alfworld] == readings
+
+
+def test_the_warm_start_alone_gets_every_core(tmp_path, monkeypatch):
+    driver = load_driver(tmp_path)
+    driver.SFT = driver.Stage("warm-start", "sft", tmp_path / "sft" / "done", ["sdar", "sft"], all_cores=True)
+    train = driver.train_stage("grpo-s0")
+    played = []
+    monkeypatch.setattr(driver, "run_stage", lambda stage, threads, left: played.append(threads) or "done")
+    monkeypatch.setattr(driver.os, "cpu_count", lambda: 4)
+    driver.work(driver.Scheduler([driver.SFT, train], deadline=None), threads=2)
+    assert played == [4, 2]
 
 
 def test_the_scheduler_holds_a_stage_until_what_it_needs_is_done(tmp_path):
@@ -118,13 +124,13 @@ def test_a_finished_run_without_its_checkpoints_leaves_its_probes_and_valid_seen
     finish(driver.train_stage("grpo-s0"))  # a run trained on another machine: results, no checkpoints
     later = ["grpo-s0: skill reading, step 6", "grpo-s0: skill reading, step 12", "grpo-s0: valid_seen"]
     not_done = [stage.key for stage in driver.stages_not_done(["grpo"], [0])]
-    assert not_done == [*later[:2], "warm-start: valid_seen", later[2]]
+    assert not_done == [*later, "warm-start: valid_seen"]
     assert [stage.key for stage in driver.pending(["grpo"], [0])] == ["warm-start: valid_seen"]
     checkpoints = tmp_path / "grpo-s0" / "checkpoints"
     (checkpoints / "step_000006").mkdir(parents=True)
     (checkpoints / "latest").write_text("step_000012")
     keys = [stage.key for stage in driver.pending(["grpo"], [0])]
-    assert keys == ["grpo-s0: skill reading, step 6", "warm-start: valid_seen", "grpo-s0: valid_seen"]
+    assert keys == ["grpo-s0: skill reading, step 6", "grpo-s0: valid_seen", "warm-start: valid_seen"]
     unfinished = driver.reading_stage(
         "sdar-s0", 6
     )  # not trained yet: it waits for its training, not stranded

@@ -4,7 +4,8 @@
     python experiments/cpu_reproduction/run.py --methods sdar grpo --seeds 0      # a subset
     python experiments/cpu_reproduction/run.py --status                           # what is done, what is left
 
-First the shared SFT warm start (`sdar sft config.yaml`, cached; about 40 min when it is not), and the
+First the shared SFT warm start (`sdar sft config.yaml` on every core, since every other stage needs it;
+cached; about 40 min with 2 threads when it is not), and the
 teacher-vs-student measurement of it (teacher_vs_student/: the valid panel without the skills and with them
 in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has
 three stages, each skipped once done:
@@ -20,8 +21,11 @@ three stages, each skipped once done:
    ../shared/data/alfworld is missing).
 The warm start every run starts from is evaluated once: on the valid panel by the teacher-vs-student
 measurement (teacher_vs_student/plain is what eval/step_0 of every run would be) and on valid_seen in
-results/warm-start-valid_seen/. Every training stage comes before any valid_seen stage, so a short budget
-buys comparable runs first.
+results/warm-start-valid_seen/, after every run.
+
+A run's probes and valid_seen come right after its training, before the next run's training: they read its
+checkpoints, and checkpoints live only on the machine that trained the run. A session on a fresh machine
+(as each can be) thus leaves every run it trained complete, not trained but unevaluable.
 
 `--workers N` plays N stages at a time, each with cores / N threads (decoding a small batch uses a second
 thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread process). A stage that runs past
@@ -66,6 +70,7 @@ class Stage:
     command: list[str]
     needs: tuple[str, ...] = ()  # keys of the stages that must be done first
     reads: Path | None = None  # a checkpoint it reads: only the machine that trained the run has it
+    all_cores: bool = False  # played with every core: no other stage can run beside it
 
     @property
     def key(self) -> str:
@@ -99,7 +104,13 @@ def warm_start_directory() -> Path:
     return cache_root(config) / warm_start_key(config)
 
 
-SFT = Stage(WARM_START, "sft", warm_start_directory() / "sft_summary.json", sdar("sft", str(CONFIG)))
+SFT = Stage(
+    WARM_START,
+    "sft",
+    warm_start_directory() / "sft_summary.json",
+    sdar("sft", str(CONFIG)),
+    all_cores=True,  # every other stage needs the warm start
+)
 
 
 def skill_reading(output: Path, *model: str) -> list[str]:
@@ -179,14 +190,15 @@ def valid_seen_stage(run: str) -> Stage:
 
 
 def stages_not_done(methods, seeds) -> list[Stage]:
-    """Every stage not done yet: the warm start and its teacher-vs-student measurement, the training stages
-    seed-major (all methods of seed 0 first, so a partial result compares), the skill-reading probes (minutes
-    each), then the valid_seen stages (the warm start's first)."""
-    runs = [f"{method}-s{seed}" for seed in seeds for method in methods]
-    stages = [SFT, *teacher_vs_student_stages(), *(train_stage(run) for run in runs)]
-    stages += [reading_stage(run, step) for run in runs for step in reading_steps()]
-    if ALFWORLD_DATA.is_dir():
-        stages += [valid_seen_stage(run) for run in (WARM_START, *runs)]
+    """Every stage not done yet: the warm start and its teacher-vs-student measurement, then run by run,
+    seed-major (all methods of seed 0 first, so a partial result compares), its training, skill-reading
+    probes (minutes each) and valid_seen, then the warm start's valid_seen."""
+    with_valid_seen = ALFWORLD_DATA.is_dir()
+    stages = [SFT, *teacher_vs_student_stages()]
+    for run in (f"{method}-s{seed}" for seed in seeds for method in methods):
+        stages += [train_stage(run), *(reading_stage(run, step) for step in reading_steps())]
+        stages += [valid_seen_stage(run)] if with_valid_seen else []
+    stages += [valid_seen_stage(WARM_START)] if with_valid_seen else []
     return [stage for stage in stages if not stage.done.is_file()]
 
 
@@ -266,7 +278,8 @@ class Scheduler:
 def work(scheduler: Scheduler, threads: int) -> None:
     while (stage := scheduler.next()) is not None:
         started = time.monotonic()
-        outcome = run_stage(stage, threads, scheduler.seconds_left())
+        cores = max(threads, os.cpu_count() or 1) if stage.all_cores else threads
+        outcome = run_stage(stage, cores, scheduler.seconds_left())
         minutes = (time.monotonic() - started) / 60
         print(f"{stage.run}: {stage.name}: {outcome} after {minutes:.1f} min", flush=True)
         scheduler.finished(stage, outcome)
