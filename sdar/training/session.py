@@ -4,13 +4,15 @@ the teacher's weights, and the fixed validation panel. The trainer calls it once
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 
 from sdar.algorithms import get_method
+from sdar.algorithms.distill import gap_gate
+from sdar.algorithms.objective import ObjectiveSettings
 from sdar.config import Config
 from sdar.envs import env_factory, get_env_spec
 from sdar.envs.pool import EnvPool
@@ -126,53 +128,11 @@ class RolloutSession:
             self.teacher.update()
 
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
-        """`limit` episodes, turn by turn, with per-token gap Δ = teacher − old and gate σ(βΔ): the first
-        episode of every task, then the second of every task, and so on, in the order they were played."""
-        first_rows = list(itertools.accumulate((len(episode.turns) for episode in episodes), initial=0))
-        place, played = [], Counter()  # each episode's place among its task's episodes
-        for episode in episodes:
-            place.append(played[episode.group_index])
-            played[episode.group_index] += 1
-        chosen = sorted(sorted(range(len(episodes)), key=place.__getitem__)[:limit])
-        samples = []
-        for index in chosen:
-            episode, row = episodes[index], first_rows[index]
-            turns = []
-            for turn in episode.turns:
-                length = len(turn.response_ids)
-                record = {
-                    "turn": turn.turn_index,
-                    "prompt": turn.prompt_text,
-                    "response": turn.response_text,
-                    "tokens": [self.tokenizer.decode([token]) for token in turn.response_ids],
-                    "action": turn.action,
-                    "observation": turn.observation_after,  # the env's reply to the action (viewer)
-                    "env_reward": turn.env_reward,
-                    "valid": turn.valid,
-                    "admissible": turn.admissible,
-                    "reward": turn.reward,
-                    "advantage": float(batch.advantages[row]) if batch.advantages is not None else None,
-                }
-                if batch.teacher_logprobs is not None:
-                    gap = (batch.teacher_logprobs[row, :length] - batch.old_logprobs[row, :length]).tolist()
-                    record["gap"] = [round(value, 4) for value in gap]
-                    record["gate"] = [round(1 / (1 + math.exp(-settings.beta * value)), 4) for value in gap]
-                turns.append(record)
-                row += 1
-            samples.append(
-                {
-                    "task_id": episode.task.task_id,
-                    "task_type": episode.task.task_type,
-                    "goal": episode.task.goal,
-                    # the teacher's privileged context, shown on demand by `sdar view`
-                    "skills": self._skills_for(episode.task) if self.teacher is not None else None,
-                    "won": episode.won,
-                    "return": episode.episode_return,
-                    "error": episode.error,
-                    "turns": turns,
-                }
-            )
-        return samples
+        """`sampled_episodes` of this step, with the teacher's skill context of each task."""
+        skills_for = self._skills_for if self.teacher is not None else None
+        return sampled_episodes(
+            episodes, batch, settings, limit=limit, decode=self.tokenizer.decode, skills_for=skills_for
+        )
 
     def state(self) -> dict:
         return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
@@ -183,6 +143,69 @@ class RolloutSession:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def sampled_episodes(
+    episodes: list[Episode],
+    batch: Batch,
+    settings: ObjectiveSettings,
+    *,
+    limit: int,
+    decode: Callable[[list[int]], str],
+    skills_for: Callable | None = None,
+) -> list[dict]:
+    """`limit` episodes for samples.jsonl, turn by turn: the first episode of every task, then the second of
+    every task, and so on, in the order they were played. With a teacher, each reply token carries its gap
+    Δ = teacher − old log-prob, and, for SDAR's term with the gap gate, the gate σ(βΔ) the update weighs it
+    with (an entropy gate depends on the update's own forward pass, so it is not logged). `skills_for(task)`:
+    the teacher's privileged context, shown on demand by `sdar view`."""
+    first_rows = list(itertools.accumulate((len(episode.turns) for episode in episodes), initial=0))
+    place, played = [], Counter()  # each episode's place among its task's episodes
+    for episode in episodes:
+        place.append(played[episode.group_index])
+        played[episode.group_index] += 1
+    chosen = sorted(sorted(range(len(episodes)), key=place.__getitem__)[:limit])
+    gated = settings.distill == "sdar" and settings.gate == "gap"
+    samples = []
+    for index in chosen:
+        episode, row = episodes[index], first_rows[index]
+        turns = []
+        for turn in episode.turns:
+            length = len(turn.response_ids)
+            record = {
+                "turn": turn.turn_index,
+                "prompt": turn.prompt_text,
+                "response": turn.response_text,
+                "tokens": [decode([token]) for token in turn.response_ids],
+                "action": turn.action,
+                "observation": turn.observation_after,  # the env's reply to the action (viewer)
+                "env_reward": turn.env_reward,
+                "valid": turn.valid,
+                "admissible": turn.admissible,
+                "reward": turn.reward,
+                "advantage": float(batch.advantages[row]) if batch.advantages is not None else None,
+            }
+            if batch.teacher_logprobs is not None:
+                gap = batch.teacher_logprobs[row, :length] - batch.old_logprobs[row, :length]
+                record["gap"] = [round(value, 4) for value in gap.tolist()]
+                if gated:
+                    gate = gap_gate(gap, beta=settings.beta)
+                    record["gate"] = [round(value, 4) for value in gate.tolist()]
+            turns.append(record)
+            row += 1
+        samples.append(
+            {
+                "task_id": episode.task.task_id,
+                "task_type": episode.task.task_type,
+                "goal": episode.task.goal,
+                "skills": skills_for(episode.task) if skills_for is not None else None,
+                "won": episode.won,
+                "return": episode.episode_return,
+                "error": episode.error,
+                "turns": turns,
+            }
+        )
+    return samples
 
 
 def _with_seed(settings: RolloutSettings, seed: int) -> RolloutSettings:

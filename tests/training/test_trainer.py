@@ -157,12 +157,10 @@ def test_samples_spread_over_the_step_tasks(tmp_path):
         assert len(turn["gap"]) == len(turn["gate"]) == len(turn["tokens"]) > 0
 
 
-def test_each_sampled_turn_carries_its_own_batch_row():
-    """Episodes of unequal lengths, one skipped: each sampled turn's advantage and gap are its own row's."""
-    from types import SimpleNamespace
-
+def sampled_batch():
+    """Episodes of unequal lengths (3, 1, 2, 4 turns; tasks 0, 0, 1, 1) and their batch: every row's
+    advantage and gap are the row's index."""
     from sdar.records import Batch, Episode, Task, Turn
-    from sdar.training.session import RolloutSession
 
     episodes, row = [], 0
     for index, (task, turns) in enumerate([(0, 3), (0, 1), (1, 2), (1, 4)]):
@@ -176,10 +174,46 @@ def test_each_sampled_turn_carries_its_own_batch_row():
     rows = torch.arange(row, dtype=torch.float32)
     batch = Batch(*[None] * 8, advantages=rows, old_logprobs=torch.zeros(row, 2))
     batch.teacher_logprobs = rows[:, None].expand(row, 2).clone()  # gap = the row's index
-    session = object.__new__(RolloutSession)  # only the tokenizer is read when no teacher is set
-    session.tokenizer, session.teacher = SimpleNamespace(decode=lambda ids: str(ids)), None
-    samples = session.samples(episodes, batch, SimpleNamespace(beta=5.0), limit=2)  # episodes 0 and 2
+    return episodes, batch
+
+
+def test_each_sampled_turn_carries_its_own_batch_row():
+    """One episode skipped: each sampled turn's advantage and gap are its own row's."""
+    from sdar.algorithms import settings_for_method
+    from sdar.training.session import sampled_episodes
+
+    episodes, batch = sampled_batch()
+    settings = settings_for_method("sdar")
+    samples = sampled_episodes(episodes, batch, settings, limit=2, decode=str)  # episodes 0 and 2
     assert [(sample["task_id"], len(sample["turns"])) for sample in samples] == [("task-0", 3), ("task-1", 2)]
     rows_seen = [turn["advantage"] for sample in samples for turn in sample["turns"]]
     assert rows_seen == [0, 1, 2, 4, 5]  # episode 1's row 3 skipped
     assert [turn["gap"] for sample in samples for turn in sample["turns"]] == [[r, r] for r in rows_seen]
+
+
+@pytest.mark.parametrize(
+    "method, overrides, gate_of_gap",
+    [
+        ("sdar", {}, lambda gap: round(1 / (1 + math.exp(-5 * gap)), 4)),
+        ("sdar", {"beta": 2.0}, lambda gap: round(1 / (1 + math.exp(-2 * gap)), 4)),
+        ("grpo_opsd", {}, lambda gap: 0.5),
+        ("sdar", {"gate": "entropy"}, None),  # depends on the update's entropy: not logged
+        ("skill_sd", {}, None),  # no gate in its term
+    ],
+)
+def test_sampled_turns_log_the_gate_the_update_weighs_with(method, overrides, gate_of_gap):
+    from sdar.algorithms import settings_for_method
+    from sdar.training.session import sampled_episodes
+
+    episodes, batch = sampled_batch()
+    settings = settings_for_method(method, **overrides)
+    turns = [
+        turn
+        for sample in sampled_episodes(episodes, batch, settings, limit=4, decode=str)
+        for turn in sample["turns"]
+    ]
+    assert all(len(turn["gap"]) == 2 for turn in turns)
+    if gate_of_gap is None:
+        assert all("gate" not in turn for turn in turns)
+    else:
+        assert [turn["gate"] for turn in turns] == [[gate_of_gap(g) for g in turn["gap"]] for turn in turns]
