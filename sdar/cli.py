@@ -345,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     view = commands.add_parser("view", help="write a static HTML trajectory viewer of a run")
     view.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or an sdar eval output)")
-    view.add_argument("--output", default=None, help="HTML file (default: RUN_DIR/viewer.html)")
+    view.add_argument(
+        "--output",
+        default=None,
+        help="HTML file, or a directory for its viewer.html (default: RUN_DIR/viewer.html)",
+    )
     view.add_argument(
         "--max-episodes",
         type=int,

@@ -245,10 +245,11 @@ def evaluation_as_run(eval_dir: Path) -> Run:
 
 
 def read_inputs(paths) -> list[Run]:
-    """Run directories and/or evaluation directories -> runs; anything else is a clear error."""
-    runs = []
-    for given in paths:
-        path = Path(given)
+    """Run directories and/or evaluation directories -> runs. A directory that is neither is a clear error
+    when it is the only one given; among several (a glob such as results/*) it is skipped with a warning."""
+    paths = [Path(given) for given in paths]
+    runs, skipped = [], []
+    for path in paths:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such directory")
         if (path / RUN_CONFIG).is_file():
@@ -260,10 +261,13 @@ def read_inputs(paths) -> list[Run]:
                 (child / RUN_CONFIG).is_file() or (child / SUMMARY).is_file() for child in path.iterdir()
             )
             hint = f"; it holds runs: pass them, e.g. {path}/*" if inside else ""
-            raise ConfigError(
+            skipped.append(
                 f"{path}: neither a run directory (with {RUN_CONFIG} and {METRICS}) nor an evaluation "
                 f"directory (with {SUMMARY}, written by sdar eval --output){hint}"
             )
+    if skipped and (len(paths) == 1 or not runs):
+        raise ConfigError("\n".join(skipped))
+    _warn([f"skipped {problem}" for problem in skipped])
     if not runs:
         raise ConfigError("no run or evaluation directories given")
     return runs

@@ -166,6 +166,17 @@ def render_viewer(episodes: list[dict], title: str, *, gap_scale: float = DEFAUL
     return re.sub("__TITLE__|__DATA__", lambda match: values[match.group(0)], template)
 
 
+def viewer_path(run_dir: Path, output=None) -> Path:
+    """Where the page goes: `output` (a directory: its viewer.html; a name without .html gains it, so that a
+    browser opens it as a page), else RUN_DIR/viewer.html."""
+    if not output:
+        return run_dir / "viewer.html"
+    path = Path(output)
+    if path.is_dir() or str(output).endswith(("/", "\\")):
+        return path / "viewer.html"
+    return path if path.suffix.lower() in (".html", ".htm") else path.with_name(path.name + ".html")
+
+
 def write_viewer(
     run_dir, output=None, *, max_episodes: int = 400, gap_scale: float = DEFAULT_GAP_SCALE
 ) -> tuple[Path, int]:
@@ -185,7 +196,7 @@ def write_viewer(
         episodes += select_evenly(evaluation_episodes(label, records), max_episodes)
     if not episodes:
         raise ConfigError(f"{run_dir}: no episodes to show (no {SAMPLES} lines and no eval {EPISODES})")
-    path = Path(output) if output else run_dir / "viewer.html"
+    path = viewer_path(run_dir, output)
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"sdar view: {run_dir.resolve().name}"
     path.write_text(render_viewer(episodes, title, gap_scale=gap_scale), encoding="utf-8")

@@ -367,10 +367,21 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         read_inputs([tmp_path / "empty"])
     with pytest.raises(FileNotFoundError):
         read_inputs([tmp_path / "missing"])
+    with pytest.raises(ConfigError, match="neither a run directory"):
+        read_inputs([tmp_path / "empty", tmp_path / "empty"])  # several, none a run
     run = write_run(tmp_path, "r", "sdar", 0, [], {})
     (run / "metrics.jsonl").write_text("")
     with pytest.raises(ConfigError, match="no metrics"):
         read_inputs([run])
+
+
+def test_a_glob_skips_directories_that_hold_no_run_with_a_warning(tmp_path):
+    run = write_run(tmp_path, "a", "sdar", 0, [0.1], {"final": make_summary({"x": (1, 2)})})
+    (tmp_path / "logs-only").mkdir()
+    (tmp_path / "logs-only" / "pieces.log").write_text("a driver's log")
+    with pytest.warns(UserWarning, match="skipped .*logs-only: neither a run directory"):
+        runs = read_inputs([run, tmp_path / "logs-only"])
+    assert [found.path for found in runs] == [str(run)]
 
 
 def test_standalone_eval_directory_is_a_row(tmp_path):

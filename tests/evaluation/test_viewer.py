@@ -16,6 +16,7 @@ from sdar.evaluation.viewer import (
     render_viewer,
     select_evenly,
     training_episodes,
+    viewer_path,
     write_viewer,
 )
 
@@ -158,6 +159,17 @@ def test_write_viewer_reads_samples_and_eval_episodes(tmp_path):
         "train step 5",
         "eval final · seed 0",
     ]
+
+
+def test_the_page_is_an_html_file_wherever_output_points(tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "pages").mkdir()
+    assert viewer_path(run) == run / "viewer.html"
+    assert viewer_path(run, tmp_path / "pages") == tmp_path / "pages" / "viewer.html"  # a directory
+    assert viewer_path(run, f"{tmp_path}/new/") == tmp_path / "new" / "viewer.html"
+    assert viewer_path(run, tmp_path / "sdar-s0") == tmp_path / "sdar-s0.html"  # opens as a page
+    assert viewer_path(run, tmp_path / "v.HTML") == tmp_path / "v.HTML"
+    assert viewer_path(run, tmp_path / "v.htm") == tmp_path / "v.htm"
 
 
 def test_write_viewer_bad_inputs(tmp_path, capsys):
