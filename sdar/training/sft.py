@@ -143,6 +143,8 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
     optimizer = torch.optim.AdamW(parameters, lr=sft.lr, weight_decay=0.0)
     order_rng = random.Random(sft_seed(config))
     losses, started = [], time.perf_counter()
+    batches = -(-len(prompts) // sft.batch_rows)  # per epoch
+    report_every = max(1, batches // 10)  # about ten progress lines an epoch
     model.train()
     for epoch in range(sft.epochs):
         order = list(range(len(prompts)))
@@ -170,6 +172,15 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
             torch.nn.utils.clip_grad_norm_(parameters, config.trainer.grad_clip or float("inf"))
             optimizer.step()
             epoch_losses.append(batch_loss)
+            done = epoch * batches + len(epoch_losses)
+            if len(epoch_losses) % report_every == 0 and len(epoch_losses) < batches:
+                recent = epoch_losses[-report_every:]
+                elapsed = time.perf_counter() - started
+                left = elapsed / done * (sft.epochs * batches - done)
+                log(
+                    f"sft: epoch {epoch + 1}/{sft.epochs}, batch {len(epoch_losses)}/{batches}, loss "
+                    f"{sum(recent) / len(recent):.4f}, {elapsed / 60:.1f} min, about {left / 60:.1f} min left"
+                )
         losses += epoch_losses
         log(f"sft: epoch {epoch + 1}/{sft.epochs} mean loss {sum(epoch_losses) / len(epoch_losses):.4f}")
     model.eval()

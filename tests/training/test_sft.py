@@ -69,6 +69,20 @@ def test_warm_start_trains_once_lowers_the_loss_and_is_reused(tmp_path):
     assert recorded["pairs"] == summary["pairs"] and recorded["seconds"] == summary["seconds"]
 
 
+def test_a_long_warm_start_says_how_far_it_got(tmp_path):
+    """About ten progress lines an epoch (here one a batch: fewer than ten), each with the time left."""
+    from sdar.training.sft import train_sft
+
+    config = load_config("smoke", [*SMALL, "sft.batch_rows=2", "sft.epochs=1"])
+    said = []
+    summary = train_sft(config, tmp_path / "warm-start", log=said.append)
+    batches = len(summary["losses"])
+    progress = [line for line in said if ", batch " in line]
+    assert batches > 2 and len(progress) == batches - 1  # the last batch: the epoch's own line
+    assert progress[0].startswith(f"sft: epoch 1/1, batch 1/{batches}, loss ") and "min left" in progress[0]
+    assert said[-1].startswith("sft: epoch 1/1 mean loss")
+
+
 def test_a_warm_start_with_an_unreadable_summary_is_recorded_by_its_key(tmp_path):
     directory = tmp_path / "sft" / "3e7376501cfe942a"
     directory.mkdir(parents=True)
