@@ -173,18 +173,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     """Supervised warm start on expert demonstrations; saves a merged model directory."""
-    from sdar.training.sft import train_sft, warm_start
+    from sdar.training.sft import ADAPTER, rebuild_from_adapter, train_sft, warm_start
 
     if args.config is None:
         raise ConfigError(f"sdar sft needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file)")
     config = load_config(args.config, args.overrides)
     directory = Path(args.output) if args.output else warm_start(config)
-    if args.output:
+    if args.output and config.sft.adapter:
+        rebuild_from_adapter(config, directory)
+    elif args.output:
         summary = train_sft(config, directory)
         print(
             f"sft: loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f} in {summary['seconds']} s"
         )
     print(f"model directory: {directory} (use it as model.name=...)")
+    if (directory / ADAPTER).is_dir():
+        print(f"its LoRA adapter: {directory / ADAPTER} (sft.adapter=... rebuilds this warm start anywhere)")
     return 0
 
 

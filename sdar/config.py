@@ -209,6 +209,9 @@ class SFTConfig(_Section):
     # The warm start's seed; -1 = the run's seed. A fixed value lets runs of several seeds start from one
     # warm start (one cached model), so seeds differ only in their RL.
     seed: int = bounded(-1, -1)
+    # A saved LoRA warm start's adapter folder (WARM_START/adapter, e.g. committed with an experiment): the
+    # warm start is rebuilt from it instead of trained, identical wherever it is rebuilt; "" = train it.
+    adapter: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ teacher`, the teacher's placement) or in the student's message (`student`, Skill
 LoRA (or full) cross-entropy on the reply tokens, token-mean. The result is merged into the base weights and
 saved as a normal Hugging Face directory, cached by a hash of everything that determines it, so
 `sft.warm_start: true` in a training config reuses it.
+
+A LoRA warm start also keeps its adapter (WARM_START/adapter: about 20 MB for SmolLM2-135M at rank 16, against
+540 MB merged). Training is not bit-reproducible across machines (a replica of the experiment's warm start,
+trained from the same config on another CPU, reads its skill line measurably differently), so an experiment
+that must outlive its machine commits the adapter and sets `sft.adapter` to it: the warm start is then
+rebuilt from it (base + adapter, merged) instead of trained.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from sdar.config import Config, to_dict
+from sdar.config import Config, ConfigError, to_dict
 from sdar.envs import get_env_spec, make_env
 from sdar.envs.policies import default_reply, expert_demonstrations
 from sdar.models import load_model, token_logprobs
@@ -35,6 +41,9 @@ from sdar.training.distributed import default_device
 from sdar.training.update import bf16_autocast, model_device
 
 SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
+ADAPTER = "adapter"  # a LoRA warm start's adapter, inside its directory
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "sft_summary.json")
+SUMMARY = "sft_summary.json"  # written last: a warm-start directory with it is complete
 DEMO_MAX_TURNS = 50  # the expert's episode limit, independent of the policy's env.max_turns
 
 
@@ -58,6 +67,10 @@ def warm_start_key(config: Config) -> str:
     # Settings added later enter the key only when set, so that existing cached warm starts keep their names.
     if not sft["env_options"]:
         del sft["env_options"]
+    if sft["adapter"]:  # rebuilt from a saved adapter: named by its weights, wherever it lies
+        sft["adapter"] = hashlib.sha256(adapter_files(config)[1].read_bytes()).hexdigest()
+    else:
+        del sft["adapter"]
     if config.teacher.skill_library:
         payload["teacher_skill_library"] = config.teacher.skill_library  # what the skill copies carry
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -184,10 +197,7 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
         losses += epoch_losses
         log(f"sft: epoch {epoch + 1}/{sft.epochs} mean loss {sum(epoch_losses) / len(epoch_losses):.4f}")
     model.eval()
-    if sft.lora_rank > 0:
-        model = model.merge_and_unload()
     model = model.cpu()  # saved from the CPU: the cached directory does not depend on the device
-    _save_atomically(model, tokenizer, Path(output_dir))
     summary = {
         "base_model": config.model.name,  # every run trained from it records it (run_info.json)
         **counts,
@@ -197,16 +207,59 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
         "seconds": round(time.perf_counter() - started, 1),
         "losses": [round(x, 5) for x in losses],
     }
-    (Path(output_dir) / "sft_summary.json").write_text(json.dumps(summary, indent=2))
+    staging = _staging(Path(output_dir))
+    if sft.lora_rank > 0:
+        model.save_pretrained(staging / ADAPTER)  # before merging, which drops the adapter
+        (staging / ADAPTER / SUMMARY).write_text(json.dumps(summary, indent=2))
+        model = model.merge_and_unload()
+    _save_model(model, tokenizer, staging, summary)
+    _replace(staging, Path(output_dir))
     return summary
 
 
-def _save_atomically(model, tokenizer, output_dir: Path) -> None:
+def adapter_files(config: Config) -> list[Path]:
+    """`sft.adapter`'s files (ADAPTER_FILES); a clear error when one is missing."""
+    directory = Path(config.sft.adapter).expanduser()
+    files = [directory / name for name in ADAPTER_FILES]
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        raise ConfigError(
+            f"sft.adapter={config.sft.adapter!r}: no {', '.join(missing)} there; point it at the adapter/ "
+            "folder of a LoRA warm start (sdar sft writes it), or set sft.adapter='' to train the warm start"
+        )
+    return files
+
+
+def rebuild_from_adapter(config: Config, output_dir: Path) -> dict:
+    """The warm start of a saved adapter (`sft.adapter`): the base model with the adapter merged in, saved
+    like a trained one (its adapter copied along); returns its summary, which names where it came from."""
+    from peft import PeftModel
+
+    files = adapter_files(config)
+    summary = {**json.loads(files[2].read_text(encoding="utf-8")), "rebuilt_from": config.sft.adapter}
+    base, tokenizer = load_model(dataclasses.replace(config.model, lora_rank=0))
+    model = PeftModel.from_pretrained(base, files[0].parent).merge_and_unload()
+    staging = _staging(output_dir)
+    shutil.copytree(files[0].parent, staging / ADAPTER)
+    _save_model(model.eval(), tokenizer, staging, summary)
+    _replace(staging, output_dir)
+    return summary
+
+
+def _staging(output_dir: Path) -> Path:
     staging = output_dir.with_name(f".tmp-{output_dir.name}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    return staging
+
+
+def _save_model(model, tokenizer, staging: Path, summary: dict) -> None:
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
+    (staging / SUMMARY).write_text(json.dumps(summary, indent=2))
+
+
+def _replace(staging: Path, output_dir: Path) -> None:
     if output_dir.exists():
         shutil.rmtree(output_dir)
     os.replace(staging, output_dir)
@@ -221,8 +274,12 @@ def is_warm_start(model_name: str) -> bool:
 def warm_start(config: Config, *, log=print) -> Path:
     """The cached SFT model directory for this config (trained on first use)."""
     directory = cache_root(config) / warm_start_key(config)
-    if (directory / "sft_summary.json").exists():
+    if (directory / SUMMARY).exists():
         log(f"sft: reusing the cached warm start {directory}")
+        return directory
+    if config.sft.adapter:
+        log(f"sft: rebuilding the warm start from the adapter {config.sft.adapter} (cached in {directory})")
+        rebuild_from_adapter(config, directory)
         return directory
     log(f"sft: training a warm start (cached in {directory})")
     train_sft(config, directory, log=log)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from sdar.config import load_config
 from sdar.models import load_model
@@ -81,6 +82,41 @@ def test_a_long_warm_start_says_how_far_it_got(tmp_path):
     assert batches > 2 and len(progress) == batches - 1  # the last batch: the epoch's own line
     assert progress[0].startswith(f"sft: epoch 1/1, batch 1/{batches}, loss ") and "min left" in progress[0]
     assert said[-1].startswith("sft: epoch 1/1 mean loss")
+
+
+def test_a_lora_warm_start_keeps_its_adapter_and_is_rebuilt_from_it_elsewhere(tmp_path):
+    """The adapter alone (what an experiment commits) rebuilds the same merged weights on another cache,
+    under its own key (named by the adapter's weights)."""
+    from safetensors.torch import load_file
+
+    from sdar.training.sft import ADAPTER
+
+    lora = [*SMALL, "sft.lora_rank=4", "sft.warm_start=true"]
+    trained = warm_start(load_config("smoke", [*lora, f"model.cache_dir={tmp_path / 'here'}"]))
+    adapter = trained / ADAPTER
+    assert {"adapter_config.json", "adapter_model.safetensors", "sft_summary.json"} <= {
+        path.name for path in adapter.iterdir()
+    }
+    elsewhere = load_config(
+        "smoke", [*lora, f"model.cache_dir={tmp_path / 'there'}", f"sft.adapter={adapter}"]
+    )
+    said = []
+    rebuilt = warm_start(elsewhere, log=said.append)
+    assert "rebuilding the warm start from the adapter" in said[0] and rebuilt.name != trained.name
+    weights, again = load_file(trained / "model.safetensors"), load_file(rebuilt / "model.safetensors")
+    assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+    summary = json.loads((rebuilt / "sft_summary.json").read_text())
+    assert summary["rebuilt_from"] == str(adapter) and summary["losses"]
+    assert (rebuilt / ADAPTER / "adapter_model.safetensors").is_file()
+    assert warm_start(elsewhere) == rebuilt  # cached from now on
+
+
+def test_an_adapter_folder_without_its_files_is_a_clear_error(tmp_path):
+    from sdar.config import ConfigError
+
+    config = load_config("smoke", [*SMALL, f"sft.adapter={tmp_path}"])
+    with pytest.raises(ConfigError, match="no adapter_config.json, adapter_model.safetensors, sft_summary"):
+        warm_start_key(config)
 
 
 def test_a_warm_start_with_an_unreadable_summary_is_recorded_by_its_key(tmp_path):
