@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -238,7 +239,9 @@ def rebuild_from_adapter(config: Config, output_dir: Path) -> dict:
     files = adapter_files(config)
     summary = {**json.loads(files[2].read_text(encoding="utf-8")), "rebuilt_from": config.sft.adapter}
     base, tokenizer = load_model(dataclasses.replace(config.model, lora_rank=0))
-    model = PeftModel.from_pretrained(base, files[0].parent).merge_and_unload()
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for the user
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        model = PeftModel.from_pretrained(base, files[0].parent).merge_and_unload()
     staging = _staging(output_dir)
     shutil.copytree(files[0].parent, staging / ADAPTER)
     _save_model(model.eval(), tokenizer, staging, summary)
