@@ -3,6 +3,7 @@
 import threading
 from pathlib import Path
 
+import pytest
 from experiment_scripts import load_script
 
 
@@ -135,3 +136,19 @@ def test_a_finished_run_without_its_checkpoints_leaves_its_probes_and_valid_seen
         "sdar-s0", 6
     )  # not trained yet: it waits for its training, not stranded
     assert not driver.stranded(unfinished)
+
+
+def test_the_driver_will_not_train_a_new_warm_start_under_finished_runs(tmp_path, monkeypatch, capsys):
+    """A fresh machine lacks the cached warm start; training it again would give finished and new runs
+    different starting models."""
+    driver = load_driver(tmp_path)
+    assert driver.lost_warm_start(driver.pending(["grpo"], [0])) == ""  # nothing finished yet
+    finish(driver.train_stage("grpo-s0"))  # trained on another machine, from the warm start not here
+    stages = driver.pending(["grpo", "sdar"], [0])
+    assert "1 finished run(s) (grpo-s0)" in driver.lost_warm_start(stages)
+    monkeypatch.setattr(driver, "Scheduler", lambda *args: pytest.fail("no stage may start"))
+    monkeypatch.setattr(driver.sys, "argv", ["run.py", "--methods", "grpo", "sdar", "--seeds", "0"])
+    assert driver.main() == 2
+    assert "--new-warm-start" in capsys.readouterr().err
+    finish(driver.SFT)
+    assert driver.lost_warm_start(driver.pending(["grpo", "sdar"], [0])) == ""

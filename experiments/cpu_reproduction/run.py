@@ -25,7 +25,9 @@ results/warm-start-valid_seen/, after every run.
 
 A run's probes and valid_seen come right after its training, before the next run's training: they read its
 checkpoints, and checkpoints live only on the machine that trained the run. A session on a fresh machine
-(as each can be) thus leaves every run it trained complete, not trained but unevaluable.
+(as each can be) thus leaves every run it trained complete, not trained but unevaluable. The warm start
+does not survive such a machine either, and training it again gives a different model
+(replica_warm_start/): under finished runs, the driver refuses to (unless --new-warm-start).
 
 `--workers N` plays N stages at a time, each with cores / N threads (decoding a small batch uses a second
 thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread process). A stage that runs past
@@ -215,6 +217,23 @@ def pending(methods, seeds) -> list[Stage]:
     return [stage for stage in stages_not_done(methods, seeds) if not stranded(stage)]
 
 
+def lost_warm_start(stages: list[Stage]) -> str:
+    """Why not to train the warm start here, when finished runs started from one this machine lacks: training
+    it again gives another model (replica_warm_start/), and runs from it would not compare. "" otherwise."""
+    finished = sorted(
+        path.name for path in RESULTS.glob("*-s[0-9]*") if train_stage(path.name).done.is_file()
+    )
+    if SFT not in stages or not finished:
+        return ""
+    return (
+        f"the warm start {SFT.done.parent} is not on this machine, but {len(finished)} finished run(s) "
+        f"({', '.join(finished)}) started from it. Training it again gives a different model (see "
+        "replica_warm_start/README.md), so runs from it would not compare with those. Rebuild the same one "
+        "from its committed adapter (sft.adapter in config.yaml), move the finished runs aside, or pass "
+        "--new-warm-start to mix them knowingly."
+    )
+
+
 def run_stage(stage: Stage, threads: int, seconds_left: float | None) -> str:
     """Run one stage; 'done', 'failed' or 'out of time' (the child is killed; its run resumes later)."""
     log = RESULTS / stage.run / "pieces.log"
@@ -295,6 +314,11 @@ def main() -> int:
         "--threads", type=int, default=None, help="threads per stage (default: cores / workers)"
     )
     parser.add_argument("--status", action="store_true", help="list the stages left and exit")
+    parser.add_argument(
+        "--new-warm-start",
+        action="store_true",
+        help="train the warm start although finished runs started from one that is not here",
+    )
     args = parser.parse_args()
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--workers and --threads must be at least 1")
@@ -311,6 +335,9 @@ def main() -> int:
             print(f"left: {stage.run}: {stage.name}{progress(stage)}")
         print(f"{len(stages)} stage(s) left")
         return 0
+    if (lost := lost_warm_start(stages)) and not args.new_warm_start:
+        print(lost, file=sys.stderr)
+        return 2
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
     scheduler = Scheduler(stages, deadline)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
