@@ -190,5 +190,5 @@ def warm_start_record(model_name: str) -> dict:
             stacklevel=2,
         )
         summary = {}
-    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds")
+    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds", "rebuilt_from")
     return {"key": Path(model_name).name, **{name: summary[name] for name in kept if name in summary}}

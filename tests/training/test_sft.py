@@ -109,6 +109,7 @@ def test_a_lora_warm_start_keeps_its_adapter_and_is_rebuilt_from_it_elsewhere(tm
     assert summary["rebuilt_from"] == str(adapter) and summary["losses"]
     assert (rebuilt / ADAPTER / "adapter_model.safetensors").is_file()
     assert warm_start(elsewhere) == rebuilt  # cached from now on
+    assert warm_start_record(str(rebuilt))["rebuilt_from"] == str(adapter)  # what a run from it records
 
 
 def test_an_adapter_folder_without_its_files_is_a_clear_error(tmp_path):
