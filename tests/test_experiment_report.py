@@ -117,8 +117,8 @@ def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
     assert "s0 +10.0 pp, s1 +5.0 pp, s2 +20.0 pp; mean +11.7 pp" in verdict([0.3, 0.25, 0.4])
     assert "not shown" in verdict([0.5, 0.2, 0.2])  # ahead on average, tied in two seeds
     assert "does not hold" in verdict([0.2, 0.2, 0.1])
-    assert "not yet testable (2 of 3 seeds" in verdict([0.3, 0.3])
-    assert "not yet testable (0 of 3" in report.sdar_beats_grpo(grpo, "alfworld/valid_seen")
+    assert "not testable (2 of 3 seeds" in verdict([0.3, 0.3])
+    assert "not testable (0 of 3" in report.sdar_beats_grpo(grpo, "alfworld/valid_seen")
 
 
 def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
@@ -141,7 +141,7 @@ def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
     assert "holds in part" in verdict([0.1, 0.2], falling_gaps)
     assert "does not hold" in verdict([0.1, 0.2], steady_gaps)
     incomplete = report.opsd_less_stable([judged_run("grpo", 0, [0.2])])
-    assert "not yet testable (needs all 9 runs)" in incomplete
+    assert "not testable (needs all 9 runs, has 1)" in incomplete
 
 
 def test_the_report_judges_the_runs_the_driver_makes(report, tmp_path):

@@ -291,7 +291,7 @@ def sdar_beats_grpo(runs: list[Run], panel: str) -> str:
     claim = f"SDAR > GRPO, final success on {panel}"
     if len(differences) < len(SEEDS):
         evaluated = f"{len(differences)} of {len(SEEDS)} seeds have both runs evaluated"
-        return f"{claim}: not yet testable ({evaluated})."
+        return f"{claim}: not testable ({evaluated})."
     mean = statistics.fmean(differences.values())
     if all(d > 0 for d in differences.values()):
         verdict = "**holds at this scale** (SDAR ahead in every seed)"
@@ -312,7 +312,7 @@ def opsd_less_stable(runs: list[Run]) -> str:
     complete = all(len(table.get(method, {})) == len(SEEDS) for method in METHODS)
     claim = "GRPO+OPSD less stable than GRPO and SDAR"
     if not complete:
-        return f"{claim}: not yet testable (needs all {len(METHODS) * len(SEEDS)} runs)."
+        return f"{claim}: not testable (needs all {len(METHODS) * len(SEEDS)} runs, has {len(runs)})."
 
     def mean_of(method: str, measure) -> float | None:
         values = [v for run in table[method].values() if (v := measure(run)) is not None]
