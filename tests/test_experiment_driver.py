@@ -150,5 +150,9 @@ def test_the_driver_will_not_train_a_new_warm_start_under_finished_runs(tmp_path
     monkeypatch.setattr(driver.sys, "argv", ["run.py", "--methods", "grpo", "sdar", "--seeds", "0"])
     assert driver.main() == 2
     assert "--new-warm-start" in capsys.readouterr().err
+    monkeypatch.setattr(
+        driver.sys, "argv", ["run.py", "--methods", "grpo", "sdar", "--seeds", "0", "--status"]
+    )
+    assert driver.main() == 0 and "stage(s) left; but the warm start" in capsys.readouterr().out
     finish(driver.SFT)
     assert driver.lost_warm_start(driver.pending(["grpo", "sdar"], [0])) == ""

@@ -5,7 +5,7 @@
     python experiments/cpu_reproduction/run.py --status                           # what is done, what is left
 
 First the shared SFT warm start (`sdar sft config.yaml` on every core, since every other stage needs it;
-cached; about 40 min with 2 threads when it is not), and the
+cached; 39-68 min with 2 threads when it is not), and the
 teacher-vs-student measurement of it (teacher_vs_student/: the valid panel without the skills and with them
 in the teacher's prompt, and skill_reading.py). Then every run lives in results/<method>-s<seed>/ and has
 three stages, each skipped once done:
@@ -330,12 +330,13 @@ def main() -> int:
             "run trained; delete the run's results to train it again here)",
             file=sys.stderr,
         )
+    lost = "" if args.new_warm_start else lost_warm_start(stages)
     if args.status or not stages:
         for stage in stages:
             print(f"left: {stage.run}: {stage.name}{progress(stage)}")
-        print(f"{len(stages)} stage(s) left")
+        print(f"{len(stages)} stage(s) left" + (f"; but {lost}" if lost else ""))
         return 0
-    if (lost := lost_warm_start(stages)) and not args.new_warm_start:
+    if lost:
         print(lost, file=sys.stderr)
         return 2
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
