@@ -209,7 +209,7 @@ class SFTConfig(_Section):
     # The warm start's seed; -1 = the run's seed. A fixed value lets runs of several seeds start from one
     # warm start (one cached model), so seeds differ only in their RL.
     seed: int = bounded(-1, -1)
-    # A saved LoRA warm start's adapter folder (WARM_START/adapter, e.g. committed with an experiment): the
+    # A saved LoRA warm start's adapter folder (WARM_START/adapter, e.g. kept with an experiment): the
     # warm start is rebuilt from it instead of trained, the same weights up to float rounding on any machine
     # (training it again elsewhere gives a measurably different model); "" = train it.
     adapter: str = ""

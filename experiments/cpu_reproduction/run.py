@@ -229,7 +229,7 @@ def lost_warm_start(stages: list[Stage]) -> str:
         f"the warm start {SFT.done.parent} is not on this machine, but {len(finished)} finished run(s) "
         f"({', '.join(finished)}) started from it. Training it again gives a different model (see "
         "replica_warm_start/README.md), so runs from it would not compare with those. Rebuild the same one "
-        "from its committed adapter (sft.adapter in config.yaml), move the finished runs aside, or pass "
+        "from its saved adapter (sft.adapter in config.yaml), move the finished runs aside, or pass "
         "--new-warm-start to mix them knowingly."
     )
 

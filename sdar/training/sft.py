@@ -11,7 +11,7 @@ saved as a normal Hugging Face directory, cached by a hash of everything that de
 A LoRA warm start also keeps its adapter (WARM_START/adapter: about 20 MB for SmolLM2-135M at rank 16, against
 540 MB merged). Training is not reproducible across machines (a replica of the CPU experiment's warm start,
 trained from the same config on another machine, reads its skill line measurably differently), so an
-experiment that must outlive its machine commits the adapter and sets `sft.adapter` to it: the warm start is
+experiment that must outlive its machine keeps the adapter and sets `sft.adapter` to it: the warm start is
 then rebuilt from it (base + adapter, merged; the same weights up to float rounding) instead of trained.
 """
 
