@@ -42,9 +42,9 @@ from sdar.training.distributed import default_device
 from sdar.training.update import bf16_autocast, model_device
 
 SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
-ADAPTER = "adapter"  # a LoRA warm start's adapter, inside its directory
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "sft_summary.json")
 SUMMARY = "sft_summary.json"  # written last: a warm-start directory with it is complete
+ADAPTER = "adapter"  # a LoRA warm start's adapter, inside its directory
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", SUMMARY)
 DEMO_MAX_TURNS = 50  # the expert's episode limit, independent of the policy's env.max_turns
 
 
