@@ -171,8 +171,8 @@ class TrainerConfig(_Section):
     # Skip the optimizer step of a mini-batch whose gradient is exactly zero (GRPO: every group all won or
     # all lost, and no entropy or KL term). AdamW otherwise still moves the weights there, by its momentum
     # and weight decay: with few episodes a step, where most GRPO steps carry no reward signal, that motion
-    # can exceed the real updates' (experiments/cpu_reproduction). Off by default, like verl. Either way, a
-    # step whose objective has no gradient at all runs no forward or backward pass for it (`has_gradient`).
+    # can exceed the real updates' (experiments/cpu_reproduction). Off by default, like verl. Either way, rows
+    # on which the objective has no gradient get no forward or backward pass (`rows_with_gradient`).
     skip_zero_gradient: bool = False
     # Episodes per step written to RUN/samples.jsonl with per-token gap and gate (`sdar view`): the first of
     # every task, then the second of every task, and so on.

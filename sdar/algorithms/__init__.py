@@ -44,6 +44,7 @@ from sdar.algorithms.objective import (
     advantages_from_config,
     has_gradient,
     policy_objective,
+    rows_with_gradient,
     settings_for_method,
     settings_from_config,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "rloo_advantages",
     "rlsd_lambda",
     "rlsd_token_advantages",
+    "rows_with_gradient",
     "sdar_token_loss",
     "settings_for_method",
     "settings_from_config",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sdar.algorithms.advantages import compute_advantages
@@ -140,16 +141,27 @@ def advantages_from_config(
     )
 
 
-def has_gradient(settings: ObjectiveSettings, advantages: Tensor) -> bool:
-    """Whether the objective can have a gradient on rows with these advantages. It has none when the
-    policy-gradient term is the only term on and every advantage is 0 (GRPO with every group all won or all
-    lost): that term, RLSD-shaped or not, is each token's advantage times a finite factor."""
+def rows_with_gradient(settings: ObjectiveSettings, advantages: Tensor) -> Tensor:
+    """Which rows [N] (bool) the objective can have a gradient on. With the policy-gradient term as the only
+    term on, a row whose advantage is 0 has none: that term, RLSD-shaped or not, is each token's advantage
+    times a finite factor (GRPO's rows of all-won or all-lost groups). Any other term (KL, entropy,
+    distillation) reaches every row."""
     other_terms = (
         settings.kl_coef != 0
         or settings.entropy_coef != 0
         or (settings.distill is not None and settings.distill_coef != 0)
     )
-    return other_terms or (settings.policy_coef != 0 and bool(advantages.ne(0).any()))
+    if other_terms:
+        return torch.ones_like(advantages, dtype=torch.bool)
+    if settings.policy_coef == 0:
+        return torch.zeros_like(advantages, dtype=torch.bool)
+    return advantages.ne(0)
+
+
+def has_gradient(settings: ObjectiveSettings, advantages: Tensor) -> bool:
+    """Whether the objective can have a gradient on rows with these advantages (`rows_with_gradient`): none
+    when the policy-gradient term is the only term on and every advantage is 0."""
+    return bool(rows_with_gradient(settings, advantages).any())
 
 
 def policy_objective(

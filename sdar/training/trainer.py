@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from sdar.algorithms import gap_by_turn, get_method, has_gradient
+from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
 from sdar.models import load_model
@@ -186,6 +186,19 @@ class Trainer:
         with self.reference.scoring_model() as model:
             return score_batch(model, batch, micro_batch_rows=self.config.trainer.micro_batch_rows)[0]
 
+    def old_logprobs(self, batch, rows: torch.Tensor | None) -> torch.Tensor:
+        """The rollout policy's log-probs [N, T] of the batch's responses; with `rows` (bool [N]) only of
+        those rows, the others left 0 (rows the objective has no gradient on and nothing else reads)."""
+        micro_batch_rows = self.config.trainer.micro_batch_rows
+        if rows is None:
+            return score_batch(self.model, batch, micro_batch_rows=micro_batch_rows)[0]
+        if not rows.any():
+            return torch.zeros(batch.response_mask.shape)
+        scored = score_batch(self.model, batch.select(rows), micro_batch_rows=micro_batch_rows)[0]
+        logprobs = scored.new_zeros(batch.response_mask.shape)
+        logprobs[rows] = scored
+        return logprobs
+
     def train_step(self, step: int) -> StepResult:
         config, timer = self.config, StepTimer()
         # Dropout draws from the global RNG: seeded per step and process, a resumed run (on any device, any
@@ -201,16 +214,16 @@ class Trainer:
             batch.advantages = advantages_from_config(
                 config.algorithm, batch.rewards, batch.group_index, batch.episode_index
             )
-            # No gradient anywhere (GRPO with every group all won or all lost, no KL or entropy term): the
-            # update's passes are skipped, and the old log-probs too unless the teacher's gap reads them.
-            (with_gradient,) = self.parallel.sum([float(has_gradient(self.settings, batch.advantages))])
+            # Rows without gradient (GRPO's all-won or all-lost groups when no KL or entropy term is on) need
+            # no old log-probs unless the teacher's gap reads them, nor update passes; a batch of only such
+            # rows skips the update's passes altogether.
+            needed = rows_with_gradient(self.settings, batch.advantages)
+            (with_gradient,) = self.parallel.sum([float(needed.any())])
             # The scoring passes run at the update's precision, so that the PPO ratio compares like with like.
             precision = bf16_autocast(config.trainer.autocast_bf16, batch.input_ids.device)
             if with_gradient or self.needs_teacher:
                 with timer("old"), precision:
-                    batch.old_logprobs, _ = score_batch(
-                        self.model, batch, micro_batch_rows=config.trainer.micro_batch_rows
-                    )
+                    batch.old_logprobs = self.old_logprobs(batch, None if self.needs_teacher else needed)
             if self.needs_teacher:
                 with timer("teacher"), precision:
                     batch.teacher_logprobs = self.session.teacher_logprobs(turns, batch)

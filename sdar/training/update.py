@@ -1,6 +1,7 @@
 """The policy update (spec §5 step 8): one epoch over shuffled mini-batches, gradient accumulation over
 micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates;
-and its shortcut for a batch on which the objective has no gradient (`update_without_gradient`)."""
+its passes skip the rows on which the objective has no gradient, and `update_without_gradient` is its
+shortcut for a batch without any."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sdar.algorithms import count_tokens_and_rows, policy_objective
+from sdar.algorithms import count_tokens_and_rows, policy_objective, rows_with_gradient
 from sdar.algorithms.objective import ObjectiveSettings
 from sdar.models import token_logprobs
 from sdar.records import Batch, pad_response
@@ -112,20 +113,29 @@ def policy_update(
     Under data parallelism `batch` is this process's rows and a mini-batch spans every process: the count
     of mini-batches and the token/row normalisers are global, and gradients are summed across processes
     (sdar.training.distributed). With `skip_zero_gradient`, a mini-batch whose gradient is exactly zero
-    leaves the optimizer (weights and moments) untouched."""
+    leaves the optimizer (weights and moments) untouched.
+
+    Rows on which the objective has no gradient (`rows_with_gradient`: GRPO's rows of all-won or all-lost
+    groups when the policy gradient is the only term) get no forward or backward pass: their gradient is
+    exactly zero, and the mini-batch keeps its normalisers, so the update is the one over every row up to the
+    order of float sums. Its `loss/*` and `policy/*` statistics cover the rows with a gradient;
+    `update/rows_without_gradient` counts the others (per epoch, over every process)."""
     model.train()
     device = model_device(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     totals: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
     want_entropy = settings.entropy_coef != 0 or settings.gate != "gap"
+    needed = rows_with_gradient(settings, batch.advantages)
     updates = zero_gradient_skips = 0
+    tokens_without_gradient = 0.0
     num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
     for _ in range(epochs):
         order = torch.randperm(len(batch), generator=generator)
         for rows in torch.tensor_split(order, num_mini_batches):
-            mini = batch.select(rows)
-            num_tokens, num_rows = global_counts(mini.response_mask, parallel)
+            num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
+            tokens_without_gradient += float(batch.response_mask[rows[~needed[rows]]].sum())
+            mini = batch.select(rows[needed[rows]])
             optimizer.zero_grad(set_to_none=True)
             for micro_begin in range(0, len(mini), micro_batch_rows):
                 micro = mini.select(slice(micro_begin, micro_begin + micro_batch_rows)).compact().to(device)
@@ -160,6 +170,9 @@ def policy_update(
                 if on_micro_batch is not None:
                     on_micro_batch()
             parallel.all_reduce_gradients(parameters)
+            for parameter in parameters:  # a mini-batch without a row with gradient: AdamW sees zeros
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
             if not torch.isfinite(grad_norm):
                 # Skip the update: never let a NaN/inf touch the weights or the optimizer's moments.
@@ -193,7 +206,9 @@ def policy_update(
     if skip_zero_gradient:
         result["update/zero_gradient_skips"] = zero_gradient_skips
     result["update/skipped_total"] = state.skipped_updates
-    result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0)
+    rows_without, tokens_without = parallel.sum([float((~needed).sum()), tokens_without_gradient])
+    result["update/rows_without_gradient"] = int(rows_without)
+    result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0) + tokens_without
     return result
 
 
@@ -226,10 +241,12 @@ def update_without_gradient(
     state.consecutive_bad_updates = 0  # a zero gradient is a finite one
     advance_schedule(scheduler)
     (tokens,) = parallel.sum([float(batch.response_mask.sum())])
+    (rows,) = parallel.sum([len(batch)])
     result = {
         "grad/norm": 0.0,
         "update/optimizer_steps": updates,
         "update/skipped_total": state.skipped_updates,
+        "update/rows_without_gradient": int(rows),
         "objective/valid_tokens": tokens * epochs,
     }
     if skip_zero_gradient:

@@ -226,3 +226,23 @@ def test_has_gradient_is_false_exactly_where_the_objective_has_no_gradient(coeff
         assert has_gradient(settings, make_batch()["advantages"])  # advantages that are not all 0
     expected = [] if not coefficients else ["grpo", "rlsd", "skill_grpo"]
     assert sorted(without_gradient) == expected
+
+
+@pytest.mark.parametrize("coefficients", [{}, {"kl_coef": 0.0, "entropy_coef": 0.0}])
+def test_rows_with_gradient_leaves_out_only_rows_without_one(coefficients):
+    """Some advantages 0: a row marked without gradient has none on any of its tokens, under every method;
+    with the policy gradient as the only term exactly the rows with advantage 0 are marked."""
+    from sdar.algorithms import METHODS, rows_with_gradient
+
+    for name in METHODS:
+        settings = settings_for_method(name, **coefficients)
+        batch = make_batch(rows=8)
+        batch["advantages"][[1, 4, 6]] = 0.0
+        loss, _ = run(batch, settings)
+        grads = torch.autograd.grad(loss, [batch["logprobs"], batch["entropy"]], allow_unused=True)
+        rows = rows_with_gradient(settings, batch["advantages"])
+        for grad in grads:
+            if grad is not None:
+                assert not grad[~rows].any(), name
+        only_policy_gradient = coefficients and name in ("grpo", "rlsd", "skill_grpo")
+        assert rows.tolist() == [not only_policy_gradient or row not in (1, 4, 6) for row in range(8)], name

@@ -144,6 +144,35 @@ def test_a_grpo_step_without_reward_signal_skips_the_old_and_update_passes(tmp_p
     assert metrics["update/without_gradient"] == 0 and metrics["time/old_s"] > 0
 
 
+def test_a_grpo_step_scores_old_logprobs_only_of_rows_with_gradient(tmp_path, monkeypatch):
+    """Every other row with advantage 0 (GRPO, no KL or entropy term): those rows get no old log-probs (left
+    0) and no update pass; the other rows' old log-probs are the model's."""
+    import sdar.training.trainer as trainer_module
+    from sdar.training.update import score_batch
+
+    def every_other_row(algorithm, returns, group_index, episode_index=None):
+        advantages = torch.zeros(len(returns))
+        advantages[::2] = 1.0
+        return advantages
+
+    seen = {}
+    update = Trainer._update
+
+    def scored_then_update(self, batch, step):
+        seen["batch"] = batch
+        seen["every_row"], _ = score_batch(self.model, batch, micro_batch_rows=len(batch))
+        return update(self, batch, step)
+
+    monkeypatch.setattr(trainer_module, "advantages_from_config", every_other_row)
+    monkeypatch.setattr(Trainer, "_update", scored_then_update)
+    (metrics,), _ = run(tmp_path, "algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0")
+    batch, rows = seen["batch"], seen["batch"].advantages != 0
+    assert metrics["update/rows_without_gradient"] == int((~rows).sum()) == len(batch) // 2
+    assert metrics["update/without_gradient"] == 0 and metrics["update/optimizer_steps"] >= 1
+    assert not batch.old_logprobs[~rows].any()
+    torch.testing.assert_close(batch.old_logprobs[rows], seen["every_row"][rows], atol=1e-5, rtol=0)
+
+
 def test_samples_spread_over_the_step_tasks(tmp_path):
     """trainer.sample_episodes=3 of 2 tasks x 2 episodes: the first episode of each task, then the second of
     the first task, in the order played, each with per-token gap and gate."""

@@ -1,11 +1,13 @@
 """Micro-batches drop the columns that are padding in all their rows (`Batch.compact`) without changing
 any log-prob: a row scored in a wide batch equals the row scored alone. `trainer.skip_zero_gradient`: a
 mini-batch without gradient leaves AdamW's weights and moments as they were. `update_without_gradient` does
-to the weights, moments and schedule what `policy_update` does on a batch without gradient."""
+to the weights, moments and schedule what `policy_update` does on a batch without gradient. The update's
+passes leave out the rows without gradient and make the update the passes over every row make."""
 
 import pytest
 import torch
 
+import sdar.training.update as update_module
 from sdar.algorithms.objective import settings_from_config
 from sdar.config import load_config
 from sdar.models import load_model
@@ -120,3 +122,46 @@ def test_update_without_gradient_leaves_what_the_passes_would_have_left(skip_zer
     for key in ("grad/norm", "update/optimizer_steps", "update/skipped_total", "objective/valid_tokens"):
         assert without[key] == passes[key], key
     assert without.get("update/zero_gradient_skips") == passes.get("update/zero_gradient_skips")
+
+
+def grpo_update_with_zero_advantage_rows() -> tuple[dict, dict]:
+    """A GRPO update (no entropy or KL term) of 6 rows, 3 of them with advantage 0, in 2 mini-batches: the
+    weights after it, and its statistics."""
+    config = load_config(
+        "smoke", ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
+    )
+    torch.manual_seed(0)
+    model, _ = load_model(config.model)
+    generator = torch.Generator().manual_seed(7)
+    lengths = [(6, 3), (9, 5), (4, 2), (7, 4), (5, 6), (8, 1)]
+    prompts = [torch.randint(1, 200, (p,), generator=generator).tolist() for p, _ in lengths]
+    responses = [torch.randint(1, 200, (r,), generator=generator).tolist() for _, r in lengths]
+    batch = batch_of(prompts, responses)
+    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=6)
+    batch.old_logprobs -= 0.05  # ratios away from 1, some clipped
+    batch.advantages = torch.tensor([1.0, 0.0, -0.5, 0.0, 0.7, 0.0])
+    # SGD: a step proportional to the gradient, so weights compare as closely as gradients do (AdamW would
+    # magnify the rounding of elements with tiny gradients into steps as large as any).
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    stats = policy_update(
+        model, optimizer, scheduler, batch, settings=settings_from_config(config.algorithm), step=0,
+        mini_batch_rows=3, micro_batch_rows=2, grad_clip=1.0, epochs=2,
+        generator=torch.Generator().manual_seed(0), state=UpdateState(), max_bad_updates=3,
+    )  # fmt: skip
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}, stats
+
+
+def test_leaving_out_rows_without_gradient_makes_the_update_over_every_row(monkeypatch):
+    weights, stats = grpo_update_with_zero_advantage_rows()
+    with monkeypatch.context() as patch:  # every row through the passes, as before the shortcut
+        all_rows = lambda settings, advantages: torch.ones_like(advantages, dtype=torch.bool)  # noqa: E731
+        patch.setattr(update_module, "rows_with_gradient", all_rows)
+        every_row_weights, every_row = grpo_update_with_zero_advantage_rows()
+    assert stats["update/rows_without_gradient"] == 3 and every_row["update/rows_without_gradient"] == 0
+    assert stats["update/optimizer_steps"] == every_row["update/optimizer_steps"] == 4
+    assert stats["objective/valid_tokens"] == every_row["objective/valid_tokens"] == 2 * 21
+    # The same normalisers; micro-batches of other rows differ in padding, hence in float rounding.
+    assert stats["grad/norm"] == pytest.approx(every_row["grad/norm"], rel=1e-4)
+    for name, value in every_row_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-6, rtol=0)
