@@ -134,8 +134,9 @@ def policy_update(
         order = torch.randperm(len(batch), generator=generator)
         for rows in torch.tensor_split(order, num_mini_batches):
             num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
-            tokens_without_gradient += float(batch.response_mask[rows[~needed[rows]]].sum())
-            mini = batch.select(rows[needed[rows]])
+            with_gradient = needed[rows]
+            tokens_without_gradient += float(batch.response_mask[rows[~with_gradient]].sum())
+            mini = batch.select(rows[with_gradient])
             optimizer.zero_grad(set_to_none=True)
             for micro_begin in range(0, len(mini), micro_batch_rows):
                 micro = mini.select(slice(micro_begin, micro_begin + micro_batch_rows)).compact().to(device)

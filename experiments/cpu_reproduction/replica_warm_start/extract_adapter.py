@@ -1,4 +1,4 @@
-"""Recover the LoRA adapter of a merged warm start, so that the warm start can be committed and rebuilt.
+"""Recover the LoRA adapter of a merged warm start, so that the warm start can be kept small and rebuilt.
 
     python experiments/cpu_reproduction/replica_warm_start/extract_adapter.py WARM_START OUTPUT
 
@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from sdar.config import load_config
 from sdar.models import load_model
+from sdar.training.sft import SUMMARY
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "config.yaml"
@@ -53,12 +54,12 @@ def main() -> int:
             largest_error = max(largest_error, float((rebuilt - merged[weight]).abs().max()))
     args.output.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(args.output)
-    summary = json.loads((args.warm_start / "sft_summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((args.warm_start / SUMMARY).read_text(encoding="utf-8"))
     summary["extracted"] = {
         "from": "merged weights minus base, truncated SVD (extract_adapter.py)",
         "largest_error": largest_error,  # in the rebuilt merged weights, before the merge's own rounding
     }
-    (args.output / "sft_summary.json").write_text(json.dumps(summary, indent=2))
+    (args.output / SUMMARY).write_text(json.dumps(summary, indent=2))
     print(f"adapter: {args.output}; largest error in the rebuilt weights {largest_error:.2e}")
     return 0
 
