@@ -197,6 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sdar.evaluation import evaluate, print_summary, resolve_checkpoint
+    from sdar.evaluation.journal import PARTIAL
 
     source, overrides = args.config, list(args.overrides)
     if source is not None and "=" in source and not Path(source).exists():  # an override, not a CONFIG
@@ -224,7 +225,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         config = with_warm_start(config)
     console = Console(stderr=True)
-    with console.status("evaluating") as status:
+    if (output / PARTIAL).is_file():
+        print(f"resuming: what {output / PARTIAL} holds is not played again", file=sys.stderr)
+    else:
+        print(
+            f"evaluating into {output}; if stopped, the same command with --output {output} resumes",
+            file=sys.stderr,
+        )
+    with _warnings_printed("eval"), console.status("evaluating") as status:
         summary = evaluate(config, output_dir=output, checkpoint=args.checkpoint, on_progress=status.update)
     print_summary(summary)
     print(f"results: {output / 'summary.json'}, {output / 'episodes.jsonl'}")

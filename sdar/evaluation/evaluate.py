@@ -18,6 +18,8 @@ the summary records as `seed_independent`.
 
 Writes `summary.json` (rates, per-seed and per-task-type success, panel fingerprint, resolved config) and
 `episodes.jsonl` (one line per episode: seed, task id, type, won, turns, actions; replies for the model).
+While it plays, `evaluate` journals each finished chunk of episodes (`sdar.evaluation.journal`): a killed
+evaluation rerun with the same output directory plays only what is left, with the same results.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sdar.config import Config, ConfigError, load_config, to_dict
 from sdar.envs import env_factory, get_env_spec, make_env
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
 from sdar.envs.pool import EnvPool
+from sdar.evaluation.journal import Journal, resume_key
 from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results
 from sdar.training.checkpoint import load_trainable_weights
@@ -64,7 +67,7 @@ class PerEpisodeRandomPolicy:
 
 
 def play_scripted(pool: EnvPool, policy: str, panel: Panel, seed: int, max_turns: int, timeout_s: float):
-    """One episode per panel task with the expert or the seeded random policy."""
+    """One episode per panel task with the expert, the seeded random or the no-search policy."""
     if policy == "expert":
         player, timeout_s = ExpertPolicy(), max(timeout_s, EXPERT_TIMEOUT_S)
     elif policy == "no_search":  # Search-QA's closed-book baseline: answers at once, never retrieves
@@ -100,16 +103,23 @@ def play_model(
     on_turn=None,
     skills_for=None,
     skills_prompt=None,
+    journal: Journal | None = None,
 ):
     """One episode per panel task with the model, in chunks of the pool's slot count. `skills_for`: skills in
     the student's prompt (`eval.student_skills`; the trainer's validation of Skill-GRPO); `skills_prompt`:
-    how they enter it when not as the student's section (collect_episodes)."""
+    how they enter it when not as the student's section (collect_episodes). `journal`: chunks it holds are
+    taken from it, chunks played are added to it."""
     from sdar.rollout.engine import collect_episodes
 
     records = []
     settings = dataclasses.replace(settings, seed=seed)
     for begin in range(0, len(panel.task_ids), pool.num_slots):
         chunk = list(panel.task_ids[begin : begin + pool.num_slots])
+        unit = f"seed {seed}, tasks {begin + 1}-{begin + len(chunk)} of {len(panel.task_ids)}"
+        if journal is not None and (played := journal.played(unit)) is not None:
+            records += played
+            continue
+        played = []
         report = None if on_turn is None else (lambda turn, active, b=begin: on_turn(b, turn, active))
         rollout = collect_episodes(
             pool,
@@ -124,7 +134,7 @@ def play_model(
         )
         for task_id, episode in zip(chunk, rollout.episodes, strict=True):
             admissible = [turn.admissible for turn in episode.turns]
-            records.append(
+            played.append(
                 EpisodeRecord(
                     seed=seed,
                     task_id=task_id,
@@ -141,6 +151,9 @@ def play_model(
                     metrics=dict(episode.metrics),
                 )
             )
+        if journal is not None:
+            journal.add(unit, played)
+        records += played
     return records
 
 
@@ -256,6 +269,15 @@ def evaluate(
         )
     finally:
         lister.close()
+    checkpoint_info = None
+    if checkpoint_dir is not None:
+        checkpoint_info = {
+            "path": checkpoint_dir.resolve().as_posix(),
+            "step": checkpoint_step(checkpoint_dir),
+        }
+    journal = Journal(output_dir, resume_key(config, panel, checkpoint_info))  # before the model: fail fast
+    if journal.episodes and on_progress is not None:
+        on_progress(f"resuming: {journal.episodes} episode(s) already played ({journal.path})")
 
     backend = tokenizer = None
     if evaluation.policy == "model":
@@ -278,15 +300,10 @@ def evaluate(
     with EnvPool(
         env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
     ) as pool:
-        records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress)
-    checkpoint_info = None
-    if checkpoint_dir is not None:
-        checkpoint_info = {
-            "path": checkpoint_dir.resolve().as_posix(),
-            "step": checkpoint_step(checkpoint_dir),
-        }
+        records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
     summary = summary_of(config, records, seeds, panel, checkpoint_info, started, loaded)
     write_results(output_dir, summary, records)
+    journal.close()
     return summary
 
 
@@ -320,8 +337,11 @@ def _seed_independent(evaluation) -> bool:
     return scripted or (evaluation.policy == "model" and evaluation.temperature == 0)
 
 
-def play_panel(config: Config, pool, panel, seeds, backend=None, tokenizer=None, on_progress=None):
-    """Every seed's episode records; a seed-independent policy is played once and stands for every seed."""
+def play_panel(
+    config: Config, pool, panel, seeds, backend=None, tokenizer=None, on_progress=None, journal=None
+):
+    """Every seed's episode records; a seed-independent policy is played once and stands for every seed.
+    `journal`: units it holds are not played again, units played are added to it."""
     evaluation, env = config.eval, config.env
     say = on_progress or (lambda text: None)
     env_spec = get_env_spec(env.name)
@@ -348,9 +368,15 @@ def play_panel(config: Config, pool, panel, seeds, backend=None, tokenizer=None,
                 on_turn,
                 skills_for=skills_for,
                 skills_prompt=_as_the_teacher_sees_them(config, tokenizer) if as_teacher else None,
+                journal=journal,
             )
+        elif journal is not None and (played := journal.played(f"seed {seed}")) is not None:
+            records += played
         else:
-            records += play_scripted(pool, evaluation.policy, panel, seed, env.max_turns, env.step_timeout_s)
+            played = play_scripted(pool, evaluation.policy, panel, seed, env.max_turns, env.step_timeout_s)
+            if journal is not None:
+                journal.add(f"seed {seed}", played)
+            records += played
     if _seed_independent(evaluation):  # the same episodes stand for every seed
         records = [dataclasses.replace(r, seed=seed) for seed in seeds for r in records]
     return records
