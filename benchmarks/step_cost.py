@@ -95,6 +95,23 @@ def timed(functions: dict, repeats: int, warmup: int, before=None) -> dict[str, 
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in functions}
 
 
+def training_state_restorer(trainer: Trainer):
+    """A function that puts back the weights, optimizer moments and schedule the trainer has now."""
+    weights = {name: value.clone() for name, value in trainable_state(trainer.model).items()}
+    optimizer = copy.deepcopy(trainer.optimizer.state_dict())
+    scheduler = copy.deepcopy(trainer.scheduler.state_dict())
+
+    def restore() -> None:
+        parameters = dict(trainer.model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                parameters[name].copy_(value)
+        trainer.optimizer.load_state_dict(copy.deepcopy(optimizer))
+        trainer.scheduler.load_state_dict(scheduler)
+
+    return restore
+
+
 class Phases:
     """Each phase of a step on one fixed batch, through the library calls the trainer makes."""
 
@@ -120,21 +137,7 @@ class Phases:
             batch.ref_logprobs = self.ref()
         with measure("teacher log-probs, shared prefix"):
             batch.teacher_logprobs = self.teacher(True)
-        self.snapshot = (
-            {name: value.clone() for name, value in trainable_state(trainer.model).items()},
-            copy.deepcopy(trainer.optimizer.state_dict()),
-            copy.deepcopy(trainer.scheduler.state_dict()),
-        )
-
-    def restore(self) -> None:
-        """Back to the weights, optimizer moments and schedule the batch was collected with."""
-        weights, optimizer, scheduler = self.snapshot
-        parameters = dict(self.trainer.model.named_parameters())
-        with torch.no_grad():
-            for name, value in weights.items():
-                parameters[name].copy_(value)
-        self.trainer.optimizer.load_state_dict(copy.deepcopy(optimizer))
-        self.trainer.scheduler.load_state_dict(scheduler)
+        self.restore = training_state_restorer(trainer)
 
     def old(self):
         with self.scoring():
@@ -169,26 +172,31 @@ class Phases:
         )
 
     def update(self, method: str):
-        trainer, config = self.trainer, self.trainer.config.trainer
-        settings = self.sdar if method == "sdar" else self.grpo
-        batch = self.batch if method == "sdar" else replace(self.batch, teacher_logprobs=None)
-        return policy_update(
-            trainer.model,
-            trainer.optimizer,
-            trainer.scheduler,
-            batch,
-            settings=settings,
-            step=0,
-            mini_batch_rows=config.mini_batch_rows,
-            micro_batch_rows=config.micro_batch_rows,
-            grad_clip=config.grad_clip,
-            epochs=config.ppo_epochs,
-            generator=torch.Generator().manual_seed(step_seed(trainer.config.seed, 0, salt=1)),
-            state=UpdateState(),
-            max_bad_updates=config.max_bad_updates,
-            autocast_bf16=config.autocast_bf16,
-            vocab_size=trainer.model.config.vocab_size,
-        )
+        if method == "sdar":
+            return update_step(self.trainer, self.batch, self.sdar)
+        return update_step(self.trainer, replace(self.batch, teacher_logprobs=None), self.grpo)
+
+
+def update_step(trainer: Trainer, batch, settings):
+    """The trainer's update of step 0 on `batch` under the objective `settings`."""
+    config = trainer.config.trainer
+    return policy_update(
+        trainer.model,
+        trainer.optimizer,
+        trainer.scheduler,
+        batch,
+        settings=settings,
+        step=0,
+        mini_batch_rows=config.mini_batch_rows,
+        micro_batch_rows=config.micro_batch_rows,
+        grad_clip=config.grad_clip,
+        epochs=config.ppo_epochs,
+        generator=torch.Generator().manual_seed(step_seed(trainer.config.seed, 0, salt=1)),
+        state=UpdateState(),
+        max_bad_updates=config.max_bad_updates,
+        autocast_bf16=config.autocast_bf16,
+        vocab_size=trainer.model.config.vocab_size,
+    )
 
 
 def step_cost(args) -> None:
