@@ -19,7 +19,6 @@ The expectation: both passes cost about the share of rows with gradient, plus th
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -138,21 +137,11 @@ def measure(args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (quickstart preset)"
-    )
-    parser.add_argument("--lora-rank", type=int, default=0)
-    parser.add_argument("--tasks", type=int, default=4, help="tasks (groups) per step")
-    parser.add_argument("--group-size", type=int, default=2)
-    parser.add_argument("--max-turns", type=int, default=None)
-    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser = step_cost.shape_parser(__doc__, tasks=4, group_size=2)
     parser.add_argument("--dead-shares", type=float, nargs="+", default=[0.0, 0.5, 0.75])
-    parser.add_argument("--repeats", type=int, default=2, help="an even count balances the two ways' order")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="an even count balances the two updates' order"
+    )
     args = parser.parse_args(argv)
     if any(not 0 <= share <= 1 for share in args.dead_shares):
         parser.error(f"--dead-shares {args.dead_shares}: each must be a share of the groups, in [0, 1]")

@@ -348,25 +348,31 @@ def memory_step(args) -> None:
     )
 
 
-def main(argv=None) -> int:
+def shape_parser(description: str, tasks: int | None = None, group_size: int | None = None):
+    """A parser of what `build_config` reads: the model and the step's shape (None: the preset's)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (quickstart preset)"
     )
     parser.add_argument("--lora-rank", type=int, default=0)
-    parser.add_argument("--tasks", type=int, default=None, help="tasks per step (default: the preset's)")
-    parser.add_argument("--group-size", type=int, default=None)
+    parser.add_argument("--tasks", type=int, default=tasks, help="tasks (groups) per step")
+    parser.add_argument("--group-size", type=int, default=group_size)
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = shape_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=2, help="an even count balances the updates' order")
     parser.add_argument("--warmup", type=int, default=0, help="untimed rounds before the timed ones")
     parser.add_argument(
         "--no-full-prompt", action="store_true", help="skip the teacher without shared prefix"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="any config key")
     parser.add_argument("--memory", action="store_true", help="also measure the memory step (child process)")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--memory-rows", type=int, default=8)
