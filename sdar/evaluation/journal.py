@@ -28,10 +28,11 @@ from sdar.evaluation.panels import Panel
 from sdar.evaluation.summary import EpisodeRecord
 
 PARTIAL = "episodes.partial.jsonl"
-# Fields that do not change what is played: where workers run, how long they may take, which seeds (each unit
-# names its seed), and the training-only sections.
-IGNORED = {"env": ("workers", "step_timeout_s"), "eval": ("seeds",)}
+# The sections that decide what is played (algorithm, trainer and sft only train; a warm start is in
+# model.name), less the fields that do not: where env workers run, how long a step may take, and which seeds
+# (each unit names its seed).
 KEYED_SECTIONS = ("model", "env", "rollout", "teacher", "eval")
+IGNORED = {"env": ("workers", "step_timeout_s"), "eval": ("seeds",)}
 
 
 def resume_key(config: Config, panel: Panel, checkpoint: dict | None) -> dict:
