@@ -357,8 +357,9 @@ def shape_parser(description: str, tasks: int | None = None, group_size: int | N
         "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (quickstart preset)"
     )
     parser.add_argument("--lora-rank", type=int, default=0)
-    parser.add_argument("--tasks", type=int, default=tasks, help="tasks (groups) per step")
-    parser.add_argument("--group-size", type=int, default=group_size)
+    preset = lambda value: "" if value is not None else " (default: the preset's)"  # noqa: E731
+    parser.add_argument("--tasks", type=int, default=tasks, help="tasks (groups) per step" + preset(tasks))
+    parser.add_argument("--group-size", type=int, default=group_size, help="G" + preset(group_size))
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
