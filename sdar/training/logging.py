@@ -142,6 +142,33 @@ def versions() -> dict:
     }
 
 
+def machine() -> dict:
+    """What a run's floating-point results depend on besides the versions: the CPU model and the kernels torch
+    picks for it (its vector ISA: AVX2 and AVX-512 machines round differently), torch's thread count, and the
+    GPU where one is used. Two processes agree bit for bit only where these agree too."""
+    import torch
+
+    info = {
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; what `platform` knows elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def source_revision() -> dict | None:
     """{"commit", "dirty"} of the git checkout this sdar runs from; None when it is not one (pip install)."""
     root = Path(__file__).resolve().parents[2]
@@ -159,10 +186,10 @@ def source_revision() -> dict | None:
 
 
 def record_process(run_dir: Path, config, start_step: int) -> None:
-    """run_info.json: seed, versions, source revision and command line of the process that started the run,
-    plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
+    """run_info.json: seed, versions, machine, source revision and command line of the process that started
+    the run, plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
     path = run_dir / "run_info.json"
-    process = {"versions": versions(), "code": source_revision(), "argv": sys.argv}
+    process = {"versions": versions(), "machine": machine(), "code": source_revision(), "argv": sys.argv}
     if start_step == 0 or not path.is_file():
         info = {"seed": config.seed, **process}
         warm_start = warm_start_record(config.model.name)
@@ -190,5 +217,5 @@ def warm_start_record(model_name: str) -> dict:
             stacklevel=2,
         )
         summary = {}
-    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds", "rebuilt_from")
+    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds", "machine", "rebuilt_from")
     return {"key": Path(model_name).name, **{name: summary[name] for name in kept if name in summary}}

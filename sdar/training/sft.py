@@ -39,6 +39,7 @@ from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
 from sdar.skills import library_name, teacher_context
 from sdar.teacher import build_teacher_prompt
 from sdar.training.distributed import default_device
+from sdar.training.logging import machine
 from sdar.training.update import bf16_autocast, model_device
 
 SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
@@ -206,6 +207,9 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "seconds": round(time.perf_counter() - started, 1),
+        # Training again from the same config reproduces these losses only on a machine like this one
+        # (`machine`): compare the first ones before trusting a rebuilt warm start to be the same model.
+        "machine": machine(),
         "losses": [round(x, 5) for x in losses],
     }
     staging = _staging(Path(output_dir))

@@ -8,7 +8,7 @@ import torch
 from sdar.config import load_config
 from sdar.models import load_model
 from sdar.rollout.parsing import parse_action_reply
-from sdar.training.logging import record_process, warm_start_record
+from sdar.training.logging import machine, record_process, warm_start_record
 from sdar.training.sft import demonstration_pairs, warm_start, warm_start_key, with_warm_start
 
 pytest.importorskip("alfworld")
@@ -68,6 +68,8 @@ def test_warm_start_trains_once_lowers_the_loss_and_is_reused(tmp_path):
     recorded = json.loads((tmp_path / "run" / "run_info.json").read_text())["warm_start"]
     assert recorded["key"] == directory.name and recorded["base_model"] == config.model.name
     assert recorded["pairs"] == summary["pairs"] and recorded["seconds"] == summary["seconds"]
+    # ... and on what machine it was trained: a rebuild elsewhere may round differently
+    assert recorded["machine"] == summary["machine"] == machine()
 
 
 def test_a_long_warm_start_says_how_far_it_got(tmp_path):

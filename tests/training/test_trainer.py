@@ -58,6 +58,8 @@ def test_run_directory_holds_config_metrics_checkpoint_and_samples(tmp_path):
     assert load_config(str(run_dir / "config.yaml")).algorithm.beta == 5.0
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["seed"] == 0 and "torch" in info["versions"] and "resumed" not in info
+    assert info["machine"]["threads"] == torch.get_num_threads() and info["machine"]["cpu"]
+    assert info["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert len(info["code"]["commit"]) == 40 and isinstance(info["code"]["dirty"], bool)  # a git checkout
     (line,) = (run_dir / "metrics.jsonl").read_text().splitlines()
     metrics = json.loads(line)
