@@ -335,7 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("eval", help="evaluate a model, checkpoint, expert or random policy")
     _config_arguments(evaluation)
     evaluation.add_argument(
-        "--output", default=None, help="result directory (default: output_dir/eval-<config>-<policy>-<time>)"
+        "--output",
+        default=None,
+        help="result directory (default: output_dir/eval-<config>-<policy>-<time>); the same command "
+        "with the same --output resumes a killed evaluation",
     )
     evaluation.add_argument(
         "--checkpoint",
