@@ -24,6 +24,7 @@ import sys
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,17 +65,10 @@ def advantages_of(config, batch, dead_share: float) -> torch.Tensor:
     return advantages_from_config(config.algorithm, rewards, batch.group_index, batch.episode_index)
 
 
-class AllRows:
+def all_rows():
     """Inside the block, `policy_update` gives every row its passes (the code before the shortcut)."""
-
-    def __enter__(self):
-        self.saved = update_module.rows_with_gradient
-        update_module.rows_with_gradient = lambda settings, advantages: torch.ones_like(
-            advantages, dtype=torch.bool
-        )
-
-    def __exit__(self, *exc):
-        update_module.rows_with_gradient = self.saved
+    every_row = lambda settings, advantages: torch.ones_like(advantages, dtype=torch.bool)  # noqa: E731
+    return mock.patch.object(update_module, "rows_with_gradient", every_row)
 
 
 def measure(args) -> None:
@@ -113,7 +107,7 @@ def measure(args) -> None:
                         trainer.old_logprobs(batch, selected)
 
                 def update(every_row: bool):
-                    with AllRows() if every_row else nullcontext():
+                    with all_rows() if every_row else nullcontext():
                         step_cost.update_step(trainer, batch, settings)
 
                 seconds = step_cost.timed(
