@@ -19,7 +19,8 @@ the summary records as `seed_independent`.
 Writes `summary.json` (rates, per-seed and per-task-type success, panel fingerprint, resolved config) and
 `episodes.jsonl` (one line per episode: seed, task id, type, won, turns, actions; replies for the model).
 While it plays, `evaluate` journals each finished chunk of episodes (`sdar.evaluation.journal`): a killed
-evaluation rerun with the same output directory plays only what is left, with the same results.
+evaluation rerun with the same output directory plays only what is left, with the same results, and a
+second evaluation into a directory that one is writing into is refused.
 """
 
 from __future__ import annotations
@@ -275,35 +276,36 @@ def evaluate(
             "path": checkpoint_dir.resolve().as_posix(),
             "step": checkpoint_step(checkpoint_dir),
         }
-    journal = Journal(output_dir, resume_key(config, panel, checkpoint_info))  # before the model: fail fast
-    if journal.episodes and on_progress is not None:
-        on_progress(f"resuming: {journal.episodes} episode(s) already played ({journal.path})")
+    key = resume_key(config, panel, checkpoint_info)
+    with Journal(output_dir, key) as journal:  # before the model: fail fast; holds --output's lock
+        if journal.episodes and on_progress is not None:
+            on_progress(f"resuming: {journal.episodes} episode(s) already played ({journal.path})")
 
-    backend = tokenizer = None
-    if evaluation.policy == "model":
-        import torch
+        backend = tokenizer = None
+        if evaluation.policy == "model":
+            import torch
 
-        from sdar.models import load_model
-        from sdar.models.generation import HFBackend
+            from sdar.models import load_model
+            from sdar.models.generation import HFBackend
 
-        if device is None and torch.cuda.is_available():
-            device = "cuda"
-        model, tokenizer = load_model(config.model, device=device)
-        if checkpoint_dir is not None:
-            load_trainable_weights(checkpoint_dir, model)
-        model.eval()
-        backend = HFBackend(model, tokenizer)
-        slots = min(len(panel.task_ids), config.rollout.tasks_per_step * config.rollout.group_size)
-    else:
-        slots = min(len(panel.task_ids), max(env.workers, 1))
-    loaded = time.perf_counter()
-    with EnvPool(
-        env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
-    ) as pool:
-        records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
-    summary = summary_of(config, records, seeds, panel, checkpoint_info, started, loaded)
-    write_results(output_dir, summary, records)
-    journal.close()
+            if device is None and torch.cuda.is_available():
+                device = "cuda"
+            model, tokenizer = load_model(config.model, device=device)
+            if checkpoint_dir is not None:
+                load_trainable_weights(checkpoint_dir, model)
+            model.eval()
+            backend = HFBackend(model, tokenizer)
+            slots = min(len(panel.task_ids), config.rollout.tasks_per_step * config.rollout.group_size)
+        else:
+            slots = min(len(panel.task_ids), max(env.workers, 1))
+        loaded = time.perf_counter()
+        with EnvPool(
+            env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
+        ) as pool:
+            records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
+        summary = summary_of(config, records, seeds, panel, checkpoint_info, started, loaded)
+        write_results(output_dir, summary, records)
+        journal.close()
     return summary
 
 

@@ -12,12 +12,17 @@ field that changes what is played (model, env, rollout, teacher, and eval but it
 under another key is refused with the fields that differ, never mixed in. When the evaluation completes and
 summary.json + episodes.jsonl are written, the journal is removed.
 
+While a `Journal` is open it holds an exclusive lock on the output directory (flock; the kernel drops it when
+the process dies), so a second evaluation into the same --output is refused instead of interleaving its
+units with the first one's and overwriting its results.
+
 Only `evaluate` (`sdar eval`) keeps a journal. The trainer's own evaluations do not: a run killed during one
 resumes from its last checkpoint and evaluates again with the weights it has then.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import warnings
@@ -26,6 +31,11 @@ from pathlib import Path
 from sdar.config import Config, ConfigError, to_dict
 from sdar.evaluation.panels import Panel
 from sdar.evaluation.summary import EpisodeRecord
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, no lock
+    fcntl = None
 
 PARTIAL = "episodes.partial.jsonl"
 # The sections that decide what is played (algorithm, trainer and sft only train; a warm start is in
@@ -62,17 +72,29 @@ def _record(data: dict) -> EpisodeRecord:
 
 class Journal:
     """The units played so far in OUTPUT/episodes.partial.jsonl; `played(unit)` gives a unit's records back,
-    `add(unit, records)` appends a finished one, `close()` removes the file once the results are written."""
+    `add(unit, records)` appends a finished one, `close()` removes the file once the results are written.
+    Use it as a context manager: leaving the block releases the output directory's lock."""
 
     def __init__(self, output_dir: str | Path, key: dict):
         self.path = Path(output_dir) / PARTIAL
         self.key = json.loads(json.dumps(key))  # as it reads back from the file (tuples as lists)
         self.units: dict[str, list[EpisodeRecord]] = {}
-        if self.path.exists():
-            self._read()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_lines([json.dumps({"resume_key": self.key})])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_directory(self.path.parent)
+        try:
+            if self.path.exists():
+                self._read()
+            else:
+                self._write_lines([json.dumps({"resume_key": self.key})])
+        except BaseException:
+            self.release()
+            raise
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
     @property
     def episodes(self) -> int:
@@ -90,7 +112,14 @@ class Journal:
         self.units[unit] = list(records)
 
     def close(self) -> None:
+        """The evaluation is complete: remove the file and release the lock."""
         self.path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops its flock
+            self._lock = None
 
     def _read(self) -> None:
         lines = self.path.read_text().splitlines()
@@ -143,6 +172,25 @@ class Journal:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text("".join(line + "\n" for line in lines))
         os.replace(temporary, self.path)
+
+
+def _lock_directory(directory: Path) -> int | None:
+    """An open descriptor of `directory` holding its exclusive flock; refused when another process (or
+    another open Journal) holds it."""
+    if fcntl is None:
+        return None
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise ConfigError(
+            f"{directory}: another evaluation is writing into this directory (it holds its lock); wait for "
+            f"it to end, or choose another --output"
+        ) from None
+    return descriptor
 
 
 __all__ = ["PARTIAL", "Journal", "resume_key"]

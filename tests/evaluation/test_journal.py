@@ -49,8 +49,8 @@ def record(task_id: str, won: bool) -> EpisodeRecord:
 
 # ---- the journal file -------------------------------------------------------------------------------------
 def test_units_read_back_as_they_were_added_and_close_removes_the_file(tmp_path):
-    journal = Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}})
-    journal.add("seed 0, tasks 1-1 of 2", [record("a", True)])
+    with Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}}) as journal:
+        journal.add("seed 0, tasks 1-1 of 2", [record("a", True)])
     again = Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}})
     assert again.played("seed 0, tasks 1-1 of 2") == [record("a", True)]
     assert again.played("seed 0, tasks 2-2 of 2") is None and again.episodes == 1
@@ -58,8 +58,23 @@ def test_units_read_back_as_they_were_added_and_close_removes_the_file(tmp_path)
     assert not (tmp_path / PARTIAL).exists()
 
 
+def played_one_unit(directory, key: dict) -> None:
+    with Journal(directory, key) as journal:
+        journal.add("unit 1", [record("a", True)])
+
+
+def test_a_second_evaluation_into_the_same_directory_is_refused_while_one_writes(tmp_path):
+    first = Journal(tmp_path, {"panel": "abc"})
+    with pytest.raises(ConfigError, match="another evaluation is writing into this directory"):
+        Journal(tmp_path, {"panel": "abc"})
+    first.add("unit 1", [record("a", True)])  # the first one is not disturbed
+    first.release()  # ended (a killed process releases it too)
+    with Journal(tmp_path, {"panel": "abc"}) as second:
+        assert second.episodes == 1
+
+
 def test_a_torn_last_line_is_dropped_and_not_continued(tmp_path):
-    Journal(tmp_path, {"panel": "abc"}).add("unit 1", [record("a", True)])
+    played_one_unit(tmp_path, {"panel": "abc"})
     with open(tmp_path / PARTIAL, "a") as handle:
         handle.write('{"unit": "unit 2", "episo')  # the kill came mid-write
     with pytest.warns(UserWarning, match="torn last line"):
@@ -70,7 +85,7 @@ def test_a_torn_last_line_is_dropped_and_not_continued(tmp_path):
 
 
 def test_a_damaged_journal_or_one_of_other_settings_is_refused_not_mixed(tmp_path):
-    Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}}).add("unit 1", [record("a", True)])
+    played_one_unit(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}})
     kept = (tmp_path / PARTIAL).read_text()
     with pytest.raises(ConfigError, match=r"other settings \(eval.temperature: 0.4 -> 0.7\)"):
         Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.7}})
@@ -84,7 +99,9 @@ def test_a_damaged_journal_or_one_of_other_settings_is_refused_not_mixed(tmp_pat
 
 
 def test_a_journal_with_nothing_played_yet_starts_afresh_under_new_settings(tmp_path):
-    Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}})  # e.g. the model failed to load
+    Journal(
+        tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}}
+    ).release()  # e.g. the model failed to load
     journal = Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.7}})
     assert journal.episodes == 0
     assert journal_lines(tmp_path) == [{"resume_key": {"panel": "abc", "eval": {"temperature": 0.7}}}]
@@ -145,6 +162,6 @@ def test_cli_eval_says_where_it_writes_and_that_it_resumes(tmp_path, capsys):
     arguments += ["env.max_turns=1", "--output", str(output)]
     assert main(arguments) == 0
     assert f"--output {output} resumes" in capsys.readouterr().err
-    Journal(output, {"panel": "another"})  # a journal with nothing played: started afresh
+    Journal(output, {"panel": "another"}).release()  # a journal with nothing played: started afresh
     assert main(arguments) == 0
     assert "resuming" in capsys.readouterr().err and not (output / PARTIAL).exists()
