@@ -202,11 +202,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     source, overrides = args.config, list(args.overrides)
     if source is not None and "=" in source and not Path(source).exists():  # an override, not a CONFIG
         source, overrides = None, [source, *overrides]
+    checkpoint = None if args.checkpoint is None else resolve_checkpoint(args.checkpoint)  # fail fast
     if source is not None:
         config = load_config(source, overrides)
         name = Path(source).stem
-    elif args.checkpoint is not None:  # the run's own config: same model, LoRA and env
-        run_config = resolve_checkpoint(args.checkpoint).parent.parent / "config.yaml"
+    elif checkpoint is not None:  # the run's own config: same model, LoRA and env
+        run_config = checkpoint.parent.parent / "config.yaml"
         if not run_config.is_file():
             raise ConfigError(f"--checkpoint {args.checkpoint}: no run config.yaml next to it; give a CONFIG")
         config = load_config(str(run_config), overrides)

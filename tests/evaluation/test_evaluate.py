@@ -96,6 +96,12 @@ def test_bad_seeds_and_checkpoint_arguments_fail_early(tmp_path):
         resolve_checkpoint(tmp_path)
 
 
+def test_cli_eval_refuses_a_missing_checkpoint_before_announcing_an_output(tmp_path, capsys):
+    assert main(["eval", "smoke", "--checkpoint", str(tmp_path / "missing")]) != 0
+    error = capsys.readouterr().err
+    assert "neither a run directory" in error and "evaluating into" not in error
+
+
 # ---- summaries --------------------------------------------------------------------------------------------
 def test_summary_means_and_population_std_over_seeds_and_per_type_counts():
     def record(seed, task, task_type, won, valid):
