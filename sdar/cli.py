@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from sdar.config import ConfigError, load_config, preset_names, to_dict
+from sdar.locking import DirectoryInUse
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
-    except (ConfigError, KeyError, FileNotFoundError, ImportError) as error:
+    except (ConfigError, DirectoryInUse, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"sdar {args.command}: error: {message}", file=sys.stderr)
         return 2

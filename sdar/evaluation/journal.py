@@ -12,9 +12,8 @@ field that changes what is played (model, env, rollout, teacher, and eval but it
 under another key is refused with the fields that differ, never mixed in. When the evaluation completes and
 summary.json + episodes.jsonl are written, the journal is removed.
 
-While a `Journal` is open it holds an exclusive lock on the output directory (flock; the kernel drops it when
-the process dies), so a second evaluation into the same --output is refused instead of interleaving its
-units with the first one's and overwriting its results.
+While a `Journal` is open it holds the output directory's lock (`sdar.locking`), so a second evaluation into
+the same --output is refused instead of interleaving its units with the first one's.
 
 Only `evaluate` (`sdar eval`) keeps a journal. The trainer's own evaluations do not: a run killed during one
 resumes from its last checkpoint and evaluates again with the weights it has then.
@@ -22,7 +21,6 @@ resumes from its last checkpoint and evaluates again with the weights it has the
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import warnings
@@ -31,11 +29,7 @@ from pathlib import Path
 from sdar.config import Config, ConfigError, to_dict
 from sdar.evaluation.panels import Panel
 from sdar.evaluation.summary import EpisodeRecord
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, no lock
-    fcntl = None
+from sdar.locking import DirectoryLock
 
 PARTIAL = "episodes.partial.jsonl"
 # The sections that decide what is played (algorithm, trainer and sft only train; a warm start is in
@@ -80,7 +74,9 @@ class Journal:
         self.key = json.loads(json.dumps(key))  # as it reads back from the file (tuples as lists)
         self.units: dict[str, list[EpisodeRecord]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_directory(self.path.parent)
+        self._lock = DirectoryLock(
+            self.path.parent, "evaluation", "wait for it to end, or choose another --output"
+        )
         try:
             if self.path.exists():
                 self._read()
@@ -117,9 +113,7 @@ class Journal:
         self.release()
 
     def release(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)  # closing the descriptor drops its flock
-            self._lock = None
+        self._lock.release()
 
     def _read(self) -> None:
         lines = self.path.read_text().splitlines()
@@ -172,25 +166,6 @@ class Journal:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text("".join(line + "\n" for line in lines))
         os.replace(temporary, self.path)
-
-
-def _lock_directory(directory: Path) -> int | None:
-    """An open descriptor of `directory` holding its exclusive flock; refused when another process (or
-    another open Journal) holds it."""
-    if fcntl is None:
-        return None
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(descriptor)
-        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise
-        raise ConfigError(
-            f"{directory}: another evaluation is writing into this directory (it holds its lock); wait for "
-            f"it to end, or choose another --output"
-        ) from None
-    return descriptor
 
 
 __all__ = ["PARTIAL", "Journal", "resume_key"]

@@ -34,6 +34,7 @@ import torch
 from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
+from sdar.locking import DirectoryLock
 from sdar.models import load_model
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
@@ -49,6 +50,7 @@ from sdar.training.update import (
     update_without_gradient,
 )
 
+LOCKED_RUN = "wait for it to end (or stop it) before resuming, or train into another directory (--output)"
 RANK_SALT = 104_729  # data parallelism: process r samples its rollout with salt r * RANK_SALT
 
 
@@ -95,6 +97,19 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
+        self.session: RolloutSession | None = None
+        self.logger = NullLogger()
+        # Process 0 writes the run directory: a second `sdar train` into it (a requeued job while this one
+        # still runs) is refused before it loads a model or touches the metrics and checkpoints.
+        self.lock = DirectoryLock(self.run_dir, "training run", LOCKED_RUN) if self.parallel.is_main else None
+        try:
+            self._build(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, resume: bool) -> None:
+        config = self.config
         self.method = get_method(config.algorithm.method)
         self.settings = settings_from_config(config.algorithm)
         if config.trainer.deterministic:
@@ -126,7 +141,6 @@ class Trainer:
         self.start_step = 0
         self.evaluations: dict[str, dict] = {}  # "before" / "after": the panel summaries of this process
         main = self.parallel.is_main
-        self.logger = NullLogger()
         if main:
             self.logger = RunLogger(
                 self.run_dir,
@@ -354,5 +368,8 @@ class Trainer:
         return history
 
     def close(self) -> None:
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
         self.logger.close()
+        if self.lock is not None:
+            self.lock.release()

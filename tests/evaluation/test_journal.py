@@ -11,6 +11,7 @@ from sdar.cli import main
 from sdar.config import ConfigError, load_config
 from sdar.evaluation import EpisodeRecord, evaluate
 from sdar.evaluation.journal import PARTIAL, Journal
+from sdar.locking import DirectoryInUse
 
 pytest.importorskip("alfworld")
 evaluate_module = importlib.import_module(
@@ -65,7 +66,7 @@ def played_one_unit(directory, key: dict) -> None:
 
 def test_a_second_evaluation_into_the_same_directory_is_refused_while_one_writes(tmp_path):
     first = Journal(tmp_path, {"panel": "abc"})
-    with pytest.raises(ConfigError, match="another evaluation is writing into this directory"):
+    with pytest.raises(DirectoryInUse, match="another evaluation is writing into this directory"):
         Journal(tmp_path, {"panel": "abc"})
     first.add("unit 1", [record("a", True)])  # the first one is not disturbed
     first.release()  # ended (a killed process releases it too)

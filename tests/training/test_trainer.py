@@ -248,3 +248,24 @@ def test_sampled_turns_log_the_gate_the_update_weighs_with(method, overrides, ga
         assert all("gate" not in turn for turn in turns)
     else:
         assert [turn["gate"] for turn in turns] == [[gate_of_gap(g) for g in turn["gap"]] for turn in turns]
+
+
+def test_a_second_trainer_into_a_run_directory_in_use_is_refused_before_loading_a_model(
+    tmp_path, monkeypatch
+):
+    from sdar.locking import DirectoryInUse
+    from sdar.training import trainer as trainer_module
+
+    config = load_config("smoke", FAST)
+    first = Trainer(config, tmp_path / "run")
+    load_model = trainer_module.load_model
+    try:
+        monkeypatch.setattr(trainer_module, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+        with pytest.raises(DirectoryInUse, match="another training run is writing into this directory"):
+            Trainer(config, tmp_path / "run", resume=True)
+    finally:
+        first.close()  # ended (a killed process's lock goes with it: tests/training/test_resume.py)
+    monkeypatch.setattr(trainer_module, "load_model", load_model)
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):  # the lock was free
+        Trainer(config, tmp_path / "run", resume=True)
+    Trainer(config, tmp_path / "run").close()  # and a failed construction released it
