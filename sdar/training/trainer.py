@@ -34,7 +34,7 @@ import torch
 from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
-from sdar.locking import DirectoryLock
+from sdar.locking import DirectoryInUse, DirectoryLock
 from sdar.models import load_model
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
@@ -99,14 +99,27 @@ class Trainer:
         self.progress = progress
         self.session: RolloutSession | None = None
         self.logger = NullLogger()
-        # Process 0 writes the run directory: a second `sdar train` into it (a requeued job while this one
-        # still runs) is refused before it loads a model or touches the metrics and checkpoints.
-        self.lock = DirectoryLock(self.run_dir, "training run", LOCKED_RUN) if self.parallel.is_main else None
+        self.lock = self._lock_run_dir()
         try:
             self._build(resume)
         except BaseException:
             self.close()
             raise
+
+    def _lock_run_dir(self) -> DirectoryLock | None:
+        """Process 0 writes the run directory, so it holds its lock: a second `sdar train` into it (a requeued
+        job while this one still runs) is refused before it loads a model or touches metrics and checkpoints.
+        Every process learns whether process 0 got the lock, so none is left waiting for it at a barrier."""
+        lock = refusal = None
+        if self.parallel.is_main:
+            try:
+                lock = DirectoryLock(self.run_dir, "training run", LOCKED_RUN)
+            except DirectoryInUse as error:
+                refusal = str(error)
+        refusal = self.parallel.gather(refusal)[0]
+        if refusal is not None:
+            raise DirectoryInUse(refusal)
+        return lock
 
     def _build(self, resume: bool) -> None:
         config = self.config

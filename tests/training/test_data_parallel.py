@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from sdar.config import load_config
+from sdar.locking import DirectoryLock
 from sdar.models import load_model
 from sdar.training.checkpoint import trainable_state
 from sdar.training.distributed import DataParallel, combine_rollout_stats
@@ -98,6 +99,25 @@ def test_accelerate_launch_trains_with_two_processes_and_one_run_directory(tmp_p
         "latest",
         "step_000002",
     ]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_into_a_run_directory_in_use_stops_every_process(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+    launcher += ["--num_processes", "2", "--main_process_port", str(free_port()), "--mixed_precision", "no"]
+    with DirectoryLock(run_dir, "training run", "wait"):  # stands for a first run still writing there
+        result = subprocess.run(
+            [*launcher, "-m", "sdar.cli", "train", "smoke", "--output", str(run_dir)],
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,  # the process other than 0 must not wait at a barrier for one that stopped
+        )
+    assert result.returncode != 0
+    assert result.stderr.count("another training run is writing into this directory") == 2, result.stderr
+    assert not (run_dir / "metrics.jsonl").exists()
 
 
 def test_tasks_shard_by_rank_and_must_divide():
