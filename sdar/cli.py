@@ -149,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(parallel.gather(str(run_dir))[0])  # one directory, named by process 0
     if not args.resume:
         from sdar.training.sft import with_warm_start
+        from sdar.training.trainer import refuse_a_used_run_dir
+
+        refuse_a_used_run_dir(run_dir)  # before a warm start that may take a while to train
 
         if parallel.is_main:  # process 0 trains (or finds) the cached warm start; the others then load it
             config = with_warm_start(config)

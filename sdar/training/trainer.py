@@ -33,7 +33,7 @@ import torch
 
 from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
-from sdar.config import Config, save_config, to_dict
+from sdar.config import Config, ConfigError, save_config, to_dict
 from sdar.locking import DirectoryInUse, DirectoryLock
 from sdar.models import load_model
 from sdar.records import Episode, rows_to_batch
@@ -75,6 +75,28 @@ def use_deterministic_kernels() -> None:
     torch.use_deterministic_algorithms(True)
 
 
+def refuse_a_used_run_dir(run_dir: Path) -> None:
+    """ConfigError when `run_dir` holds a run's logged steps or a checkpoint: a new run must not mix in."""
+    held = [name for name in ("metrics.jsonl", "samples.jsonl") if _size(run_dir / name)]
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        held.append(f"checkpoints up to {checkpoint.name}")
+    if not held:
+        return
+    if checkpoint is not None:
+        remedy = f"continue it with `sdar train --resume {run_dir}`"
+    else:  # nothing to resume from: the logged steps are all that is left of that run
+        remedy = "it has no checkpoint to resume from: move it away to start over there"
+    raise ConfigError(
+        f"{run_dir} already holds a run ({', '.join(held)}); {remedy}, or train into another directory "
+        f"(--output)"
+    )
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
 @dataclass
 class StepResult:
     metrics: dict
@@ -99,26 +121,32 @@ class Trainer:
         self.progress = progress
         self.session: RolloutSession | None = None
         self.logger = NullLogger()
-        self.lock = self._lock_run_dir()
+        self.lock = self._claim_run_dir(resume)
         try:
             self._build(resume)
         except BaseException:
             self.close()
             raise
 
-    def _lock_run_dir(self) -> DirectoryLock | None:
+    def _claim_run_dir(self, resume: bool) -> DirectoryLock | None:
         """Process 0 writes the run directory, so it holds its lock: a second `sdar train` into it (a requeued
         job while this one still runs) is refused before it loads a model or touches metrics and checkpoints.
-        Every process learns whether process 0 got the lock, so none is left waiting for it at a barrier."""
+        A new run is refused a directory that holds another's logged steps or checkpoints (it would append
+        its metrics to theirs and overwrite their checkpoints). Every process learns process 0's refusal, so
+        none is left waiting for it at a barrier."""
         lock = refusal = None
         if self.parallel.is_main:
             try:
                 lock = DirectoryLock(self.run_dir, "training run", LOCKED_RUN)
-            except DirectoryInUse as error:
-                refusal = str(error)
+                if not resume:
+                    refuse_a_used_run_dir(self.run_dir)
+            except (DirectoryInUse, ConfigError) as error:
+                refusal = error
+                if lock is not None:
+                    lock.release()
         refusal = self.parallel.gather(refusal)[0]
         if refusal is not None:
-            raise DirectoryInUse(refusal)
+            raise refusal
         return lock
 
     def _build(self, resume: bool) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -269,3 +270,18 @@ def test_a_second_trainer_into_a_run_directory_in_use_is_refused_before_loading_
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):  # the lock was free
         Trainer(config, tmp_path / "run", resume=True)
     Trainer(config, tmp_path / "run").close()  # and a failed construction released it
+
+
+def test_a_new_run_is_refused_a_directory_holding_another_runs_steps(tmp_path, monkeypatch):
+    from sdar.config import ConfigError
+    from sdar.training import trainer as trainer_module
+
+    _, run_dir = run(tmp_path)
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    monkeypatch.setattr(trainer_module, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(ConfigError, match=r"holds a run \(metrics.jsonl, samples.jsonl, checkpoints up to "):
+        Trainer(load_config("smoke", FAST), run_dir)
+    shutil.rmtree(run_dir / "checkpoints")
+    with pytest.raises(ConfigError, match="no checkpoint to resume from: move it away"):
+        Trainer(load_config("smoke", FAST), run_dir)
+    assert (run_dir / "metrics.jsonl").read_text() == metrics  # nothing mixed in
