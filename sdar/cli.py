@@ -201,7 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sdar.evaluation import evaluate, print_summary, resolve_checkpoint
-    from sdar.evaluation.journal import PARTIAL
+    from sdar.evaluation.journal import FINISHED, PARTIAL
 
     source, overrides = args.config, list(args.overrides)
     if source is not None and "=" in source and not Path(source).exists():  # an override, not a CONFIG
@@ -232,7 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if (output / PARTIAL).is_file():
         print(f"resuming: what {output / PARTIAL} holds is not played again", file=sys.stderr)
-    else:
+    elif not (output / FINISHED).is_file():  # a finished one is refused (Journal)
         print(
             f"evaluating into {output}; if stopped, the same command with --output {output} resumes",
             file=sys.stderr,

@@ -10,7 +10,8 @@ each unit resets its envs), so the resumed results are the uninterrupted ones.
 The file's first line is the evaluation's resume key: the panel fingerprint, the checkpoint, and every config
 field that changes what is played (model, env, rollout, teacher, and eval but its seeds). A file written
 under another key is refused with the fields that differ, never mixed in. When the evaluation completes and
-summary.json + episodes.jsonl are written, the journal is removed.
+summary.json + episodes.jsonl are written, the journal is removed; an output directory holding them is
+refused (a new evaluation there would overwrite them).
 
 While a `Journal` is open it holds the output directory's lock (`sdar.locking`), so a second evaluation into
 the same --output is refused instead of interleaving its units with the first one's.
@@ -32,6 +33,7 @@ from sdar.evaluation.summary import EpisodeRecord
 from sdar.locking import DirectoryLock
 
 PARTIAL = "episodes.partial.jsonl"
+FINISHED = "summary.json"  # written with episodes.jsonl when an evaluation completes (summary.write_results)
 # The sections that decide what is played (algorithm, trainer and sft only train; a warm start is in
 # model.name), less the fields that do not: where env workers run, how long a step may take, and which seeds
 # (each unit names its seed).
@@ -80,6 +82,11 @@ class Journal:
         try:
             if self.path.exists():
                 self._read()
+            elif (self.path.parent / FINISHED).exists():  # overwriting it could lose another evaluation
+                raise ConfigError(
+                    f"{self.path.parent} already holds a finished evaluation ({FINISHED}); choose another "
+                    f"--output, or move it away to evaluate there again"
+                )
             else:
                 self._write_lines([json.dumps({"resume_key": self.key})])
         except BaseException:

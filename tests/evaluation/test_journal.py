@@ -163,6 +163,13 @@ def test_cli_eval_says_where_it_writes_and_that_it_resumes(tmp_path, capsys):
     arguments += ["env.max_turns=1", "--output", str(output)]
     assert main(arguments) == 0
     assert f"--output {output} resumes" in capsys.readouterr().err
-    Journal(output, {"panel": "another"}).release()  # a journal with nothing played: started afresh
-    assert main(arguments) == 0
-    assert "resuming" in capsys.readouterr().err and not (output / PARTIAL).exists()
+    finished = (output / "summary.json").read_text()
+    assert main(arguments) == 2  # a finished evaluation is not overwritten
+    refused = capsys.readouterr().err
+    assert "already holds a finished evaluation" in refused and "evaluating into" not in refused
+    assert (output / "summary.json").read_text() == finished
+
+    other = tmp_path / "other"
+    Journal(other, {"panel": "another"}).release()  # a journal with nothing played: started afresh
+    assert main([*arguments[:-1], str(other)]) == 0
+    assert "resuming" in capsys.readouterr().err and not (other / PARTIAL).exists()
