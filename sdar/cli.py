@@ -148,8 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     parallel = DataParallel.from_environment()
     run_dir = Path(parallel.gather(str(run_dir))[0])  # one directory, named by process 0
     if not args.resume:
+        from sdar.training.checkpoint import refuse_a_used_run_dir
         from sdar.training.sft import with_warm_start
-        from sdar.training.trainer import refuse_a_used_run_dir
 
         refuse_a_used_run_dir(run_dir)  # before a warm start that may take a while to train
 

@@ -5,7 +5,8 @@ Layout of a run directory:
     checkpoints/latest         the name of the newest COMPLETE checkpoint (replaced atomically)
 A checkpoint is written into a temporary folder, fsynced, renamed into place, and only then named in
 `latest`; a kill during saving leaves the previous `latest` intact and a stray temporary folder that the
-next save removes.
+next save removes. A new run is refused a directory that already holds a run's logged steps or checkpoints
+(`refuse_a_used_run_dir`): it would append to the one and overwrite the other.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from sdar.config import ConfigError
 
 WEIGHTS = "trainable.safetensors"
 STATE = "state.pt"
@@ -144,3 +147,25 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return {"step": state["step"], **state["trainer"]}
+
+
+def refuse_a_used_run_dir(run_dir: Path) -> None:
+    """ConfigError when `run_dir` holds a run's logged steps or a checkpoint: a new run must not mix in."""
+    held = [name for name in ("metrics.jsonl", "samples.jsonl") if _size(run_dir / name)]
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        held.append(f"checkpoints up to {checkpoint.name}")
+    if not held:
+        return
+    if checkpoint is not None:
+        remedy = f"continue it with `sdar train --resume {run_dir}`"
+    else:  # nothing to resume from: the logged steps are all that is left of that run
+        remedy = "it has no checkpoint to resume from: move it away to start over there"
+    raise ConfigError(
+        f"{run_dir} already holds a run ({', '.join(held)}); {remedy}, or train into another directory "
+        f"(--output)"
+    )
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0

@@ -33,12 +33,18 @@ import torch
 
 from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
-from sdar.config import Config, ConfigError, save_config, to_dict
-from sdar.locking import DirectoryInUse, DirectoryLock
+from sdar.config import Config, save_config, to_dict
+from sdar.locking import DirectoryLock
 from sdar.models import load_model
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
-from sdar.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from sdar.training.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    refuse_a_used_run_dir,
+    save_checkpoint,
+)
 from sdar.training.distributed import DataParallel, combine_rollout_stats
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, record_process
 from sdar.training.session import RolloutSession
@@ -73,28 +79,6 @@ def use_deterministic_kernels() -> None:
     workspace they need (read when CUDA first runs a matrix product, so set it before that where you can)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-
-
-def refuse_a_used_run_dir(run_dir: Path) -> None:
-    """ConfigError when `run_dir` holds a run's logged steps or a checkpoint: a new run must not mix in."""
-    held = [name for name in ("metrics.jsonl", "samples.jsonl") if _size(run_dir / name)]
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        held.append(f"checkpoints up to {checkpoint.name}")
-    if not held:
-        return
-    if checkpoint is not None:
-        remedy = f"continue it with `sdar train --resume {run_dir}`"
-    else:  # nothing to resume from: the logged steps are all that is left of that run
-        remedy = "it has no checkpoint to resume from: move it away to start over there"
-    raise ConfigError(
-        f"{run_dir} already holds a run ({', '.join(held)}); {remedy}, or train into another directory "
-        f"(--output)"
-    )
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else 0
 
 
 @dataclass
@@ -140,7 +124,7 @@ class Trainer:
                 lock = DirectoryLock(self.run_dir, "training run", LOCKED_RUN)
                 if not resume:
                     refuse_a_used_run_dir(self.run_dir)
-            except (DirectoryInUse, ConfigError) as error:
+            except Exception as error:  # raised in every process below, not only in this one
                 refusal = error
                 if lock is not None:
                     lock.release()
