@@ -17,6 +17,7 @@ then rebuilt from it (base + adapter, merged; the same weights up to float round
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,6 +30,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from sdar.config import Config, ConfigError, to_dict
 from sdar.envs import get_env_spec, make_env
@@ -279,18 +281,39 @@ def is_warm_start(model_name: str) -> bool:
 
 
 def warm_start(config: Config, *, log=print) -> Path:
-    """The cached SFT model directory for this config (trained on first use)."""
+    """The cached SFT model directory for this config (trained on first use). Processes that need the same
+    warm start at once (runs of several methods started together on a fresh cache) make it once: the first
+    takes the key's lock and makes it, the others wait for the lock and then reuse what it made."""
     directory = cache_root(config) / warm_start_key(config)
     if (directory / SUMMARY).exists():
         log(f"sft: reusing the cached warm start {directory}")
         return directory
-    if config.sft.adapter:
-        log(f"sft: rebuilding the warm start from the adapter {config.sft.adapter} (cached in {directory})")
-        rebuild_from_adapter(config, directory)
-        return directory
-    log(f"sft: training a warm start (cached in {directory})")
-    train_sft(config, directory, log=log)
+    with _making(directory, log):
+        if (directory / SUMMARY).exists():  # made by the process this one waited for
+            log(f"sft: reusing the warm start another process made: {directory}")
+        elif config.sft.adapter:
+            log(f"sft: rebuilding the warm start from the adapter {config.sft.adapter} (cache: {directory})")
+            rebuild_from_adapter(config, directory)
+        else:
+            log(f"sft: training a warm start (cached in {directory})")
+            train_sft(config, directory, log=log)
     return directory
+
+
+@contextlib.contextmanager
+def _making(directory: Path, log):
+    """Hold the lock of the warm start in `directory` (a lock file beside it), waiting for it if needed."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory.with_name(f".{directory.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"sft: another process is making this warm start ({directory}); waiting for it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def with_warm_start(config: Config, *, log=print) -> Config:

@@ -1,6 +1,8 @@
 """Supervised warm start on expert demonstrations, with the tiny model on generated ALFWorld games."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -70,6 +72,34 @@ def test_warm_start_trains_once_lowers_the_loss_and_is_reused(tmp_path):
     assert recorded["pairs"] == summary["pairs"] and recorded["seconds"] == summary["seconds"]
     # ... and on what machine it was trained: a rebuild elsewhere may round differently
     assert recorded["machine"] == summary["machine"] == machine()
+
+
+def test_processes_needing_the_same_warm_start_make_it_once(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from sdar.training import sft
+
+    config = load_config("smoke", [*SMALL, f"model.cache_dir={tmp_path}", "sft.warm_start=true"])
+    directory = sft.cache_root(config) / warm_start_key(config)
+    directory.parent.mkdir(parents=True)
+    monkeypatch.setattr(sft, "train_sft", lambda *a, **k: pytest.fail("made a second time"))
+    other = FileLock(directory.with_name(f".{directory.name}.lock"))  # stands for a process making it
+    other.acquire()
+    said, waiting = [], threading.Event()
+
+    def log(text: str) -> None:
+        said.append(text)
+        if "waiting for it" in text:
+            waiting.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        made = pool.submit(warm_start, config, log=log)
+        assert waiting.wait(timeout=30)
+        directory.mkdir()
+        (directory / "sft_summary.json").write_text("{}")  # what the other process made, last
+        other.release()
+        assert made.result(timeout=30) == directory
+    assert said[-1] == f"sft: reusing the warm start another process made: {directory}"
 
 
 def test_a_long_warm_start_says_how_far_it_got(tmp_path):
