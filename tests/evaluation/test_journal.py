@@ -100,9 +100,8 @@ def test_a_damaged_journal_or_one_of_other_settings_is_refused_not_mixed(tmp_pat
 
 
 def test_a_journal_with_nothing_played_yet_starts_afresh_under_new_settings(tmp_path):
-    Journal(
-        tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}}
-    ).release()  # e.g. the model failed to load
+    first = Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.4}})  # e.g. the model failed to load
+    first.release()
     journal = Journal(tmp_path, {"panel": "abc", "eval": {"temperature": 0.7}})
     assert journal.episodes == 0
     assert journal_lines(tmp_path) == [{"resume_key": {"panel": "abc", "eval": {"temperature": 0.7}}}]

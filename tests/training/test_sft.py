@@ -94,10 +94,12 @@ def test_processes_needing_the_same_warm_start_make_it_once(tmp_path, monkeypatc
 
     with ThreadPoolExecutor(1) as pool:
         made = pool.submit(warm_start, config, log=log)
-        assert waiting.wait(timeout=30)
-        directory.mkdir()
-        (directory / "sft_summary.json").write_text("{}")  # what the other process made, last
-        other.release()
+        try:
+            assert waiting.wait(timeout=30)
+            directory.mkdir()
+            (directory / "sft_summary.json").write_text("{}")  # what the other process made, last
+        finally:
+            other.release()  # never leave the thread waiting
         assert made.result(timeout=30) == directory
     assert said[-1] == f"sft: reusing the warm start another process made: {directory}"
 
