@@ -21,6 +21,8 @@ import heapq
 import json
 from pathlib import Path
 
+from sdar.evaluation.evaluate import model_slots
+
 
 def wave_steps(lengths: list[int], slots: int) -> int:
     """Batch-steps of playing `lengths` (episode turns, panel order) in chunks of `slots`."""
@@ -66,7 +68,7 @@ def main() -> None:
     for directory in args.evaluations:
         summary, lengths = evaluation_lengths(directory)
         rollout = summary["config"]["rollout"]
-        slots = min(summary["panel"]["size"], rollout["tasks_per_step"] * rollout["group_size"])
+        slots = model_slots(summary["panel"]["size"], rollout["tasks_per_step"], rollout["group_size"])
         waves = sum(wave_steps(seed_lengths, slots) for seed_lengths in lengths.values())
         refill = sum(refill_steps(seed_lengths, slots) for seed_lengths in lengths.values())
         least = sum(least_steps(seed_lengths, slots) for seed_lengths in lengths.values())

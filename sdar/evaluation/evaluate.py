@@ -93,6 +93,11 @@ def play_scripted(pool: EnvPool, policy: str, panel: Panel, seed: int, max_turns
     ]
 
 
+def model_slots(panel_size: int, tasks_per_step: int, group_size: int) -> int:
+    """Env slots of a model evaluation (one training step's B x G, at most the panel): its wave size."""
+    return min(panel_size, tasks_per_step * group_size)
+
+
 def play_model(
     pool,
     env_spec,
@@ -295,7 +300,7 @@ def evaluate(
                 load_trainable_weights(checkpoint_dir, model)
             model.eval()
             backend = HFBackend(model, tokenizer)
-            slots = min(len(panel.task_ids), config.rollout.tasks_per_step * config.rollout.group_size)
+            slots = model_slots(len(panel.task_ids), config.rollout.tasks_per_step, config.rollout.group_size)
         else:
             slots = min(len(panel.task_ids), max(env.workers, 1))
         loaded = time.perf_counter()
