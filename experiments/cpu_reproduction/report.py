@@ -44,6 +44,9 @@ ROOT = HERE.parents[1]
 README = ROOT / "README.md"
 REPORT = HERE / "report"
 RESULTS = HERE / "results"
+# The runs folders of the full design (every method and seed, one config), whose blocks judge the paper's
+# claims: the experiment's and its replica's (the same design from a retrained warm start), not the pilots'.
+FULL_DESIGN = (RESULTS, HERE / "replica_warm_start" / "results")
 METHODS = ("grpo", "grpo_opsd", "sdar")
 SEEDS = (0, 1, 2)
 WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
@@ -357,7 +360,7 @@ def progress_line(runs: list[Run]) -> str:
 
 def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment: Path | None = None) -> str:
     """The README's results block: what the committed results give, as Markdown. The paper's claims are
-    judged for the experiment proper (results/), not for a pilot."""
+    judged for the runs folders of the full design (FULL_DESIGN), not for a pilot."""
     found = inputs(results, experiment)
     everything = read_inputs(found) if found else []
     runs = [run for run in everything if run.metrics]
@@ -387,7 +390,7 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
             ),
             reading,
         ]
-    if results == RESULTS:
+    if results in FULL_DESIGN:
         blocks += [
             Paragraph(
                 "**The paper's claims at this scale** (criteria fixed in session 4, before any run of this "
