@@ -2,13 +2,15 @@
 
     python experiments/cpu_reproduction/report.py          # report/ (Markdown, HTML, curves), README block
     python experiments/cpu_reproduction/report.py --check  # exit 1 when README.md's block is out of date
+    python experiments/cpu_reproduction/report.py --results FOLDER   # a pilot's or the replica's runs
 
 Inputs: every finished run under results/ (eval/final written), the warm start's evaluations
 (teacher_vs_student/plain and /skills on the valid panel, results/warm-start-valid_seen on ALFWorld) and the
 skill-reading probes (teacher_vs_student/skill_reading.json of the warm start, skill_reading-RUN-stepN.json of
-the runs' checkpoints). The README block (between BEGIN and END) holds the final and best tables, the
-teacher-student gap dynamics, the probes and links to the curves; tests/test_experiment_report.py checks
-that it matches the committed results.
+the runs' checkpoints). Each runs folder's report/results.md holds its final and best tables, the
+teacher-student gap dynamics, the probes and links to the curves; the README block (between BEGIN and END)
+sums up the full design's runs folders, one part per warm start: progress, final tables and the paper's
+claims. tests/test_experiment_report.py checks that all of them match the committed results.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ REPORT = HERE / "report"
 RESULTS = HERE / "results"
 # The runs folders of the full design (every method and seed, one config), whose blocks judge the paper's
 # claims: the experiment's and its replica's (the same design from a retrained warm start), not the pilots'.
-FULL_DESIGN = (RESULTS, HERE / "replica_warm_start" / "results")
+REPLICA_RESULTS = HERE / "replica_warm_start" / "results"
+FULL_DESIGN = (RESULTS, REPLICA_RESULTS)
+README_PARTS = (  # (title, runs folder): the README block's parts
+    ("From the experiment's warm start (session 5)", RESULTS),
+    ("From a replica of the warm start (`replica_warm_start/`, sessions 9-13)", REPLICA_RESULTS),
+)
 METHODS = ("grpo", "grpo_opsd", "sdar")
 SEEDS = (0, 1, 2)
 WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
@@ -54,6 +61,9 @@ BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py
 END = "<!-- results: end -->"
 GENERATED_PANEL = "alfworld-gen/valid"
 VALID_SEEN_PANEL = "alfworld/valid_seen"  # a prefix: the name goes on with the panel's size
+# The evaluation tables' (title, which evaluation of a run, only these panels: None = all)
+FINAL = ("Final evaluation (runs: step 12; warm start: before any RL step)", final_evaluation, None)
+BEST = ("Best of the evaluations at steps 6 and 12", best_evaluation, {GENERATED_PANEL})
 SDAR_BETA = get_method("sdar").beta
 GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # printed: 0.0401
 LATE_STEPS = 3  # the gap's drift: its mean over the last LATE_STEPS steps minus that over the first ones
@@ -358,21 +368,38 @@ def progress_line(runs: list[Run]) -> str:
     return "Finished runs (seeds): " + ", ".join(parts) + "."
 
 
-def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment: Path | None = None) -> str:
-    """The README's results block: what the committed results give, as Markdown. The paper's claims are
-    judged for the runs folders of the full design (FULL_DESIGN), not for a pilot."""
+def evaluation_tables(everything: list[Run], title: str, choose, panels: set[str] | None) -> list:
+    """One table per panel (only `panels`, when given) of the evaluations `choose` picks, under `title`."""
+    tables = [t for t in build_tables(everything, choose) if panels is None or t.name in panels]
+    blocks = [Paragraph(f"**{title}**")] if tables else []
+    for table in tables:
+        blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
+    return blocks
+
+
+def claims_blocks(runs: list[Run]) -> list:
+    return [
+        Paragraph(
+            "**The paper's claims at this scale** (criteria fixed in session 4, before any run of this "
+            "experiment; they are in `experiments/cpu_reproduction/report.py`)"
+        ),
+        claims(runs),
+    ]
+
+
+def read_runs(results: Path, experiment: Path | None = None) -> tuple[list[Path], list[Run], list[Run]]:
+    """(input folders, everything evaluated, the runs among it: those with training metrics)."""
     found = inputs(results, experiment)
     everything = read_inputs(found) if found else []
-    runs = [run for run in everything if run.metrics]
+    return found, everything, [run for run in everything if run.metrics]
+
+
+def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment: Path | None = None) -> str:
+    """A runs folder's results block (report/results.md): what the committed results give, as Markdown. The
+    paper's claims are judged for the runs folders of the full design (FULL_DESIGN), not for a pilot."""
+    found, everything, runs = read_runs(results, experiment)
     blocks = [Paragraph(progress_line(runs)), Paragraph(LEGEND)]
-    for title, choose, panels in (
-        ("Final evaluation (runs: step 12; warm start: before any RL step)", final_evaluation, None),
-        ("Best of the evaluations at steps 6 and 12", best_evaluation, {GENERATED_PANEL}),
-    ):
-        tables = [t for t in build_tables(everything, choose) if panels is None or t.name in panels]
-        blocks += [Paragraph(f"**{title}**")] if tables else []
-        for table in tables:
-            blocks += [Paragraph(f"*{table.name}* ({table.size} tasks)"), table_block(table)]
+    blocks += evaluation_tables(everything, *FINAL) + evaluation_tables(everything, *BEST)
     if runs:
         blocks += [
             Paragraph("**Teacher-student gap and stability during training** (mean ± std over seeds)"),
@@ -391,13 +418,7 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
             reading,
         ]
     if results in FULL_DESIGN:
-        blocks += [
-            Paragraph(
-                "**The paper's claims at this scale** (criteria fixed in session 4, before any run of this "
-                "experiment; they are in `experiments/cpu_reproduction/report.py`)"
-            ),
-            claims(runs),
-        ]
+        blocks += claims_blocks(runs)
     if not found:
         blocks.append(Paragraph("Nothing evaluated yet."))
         return to_markdown(blocks).strip()
@@ -409,6 +430,19 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
     )
     full = f"the full report: [{relative(report_dir / 'report.md')}]({relative(report_dir / 'report.md')})"
     blocks.append(Paragraph(f"Curves: {curves}; {full}." if curves else f"No training curves yet; {full}."))
+    return to_markdown(blocks).strip()
+
+
+def readme_block() -> str:
+    """The README's results block: per part (README_PARTS, one per warm start) its progress, final tables and
+    the paper's claims, and a link to its full block."""
+    blocks = [Paragraph(LEGEND)]
+    for title, results in README_PARTS:
+        _, everything, runs = read_runs(results)
+        full = relative(experiment_of(results) / "report" / "results.md")
+        blocks += [Paragraph(f"### {title}"), Paragraph(progress_line(runs))]
+        blocks += evaluation_tables(everything, *FINAL) + claims_blocks(runs)
+        blocks.append(Paragraph(f"Best evaluations, gap dynamics, probes and curves: [{full}]({full})."))
     return to_markdown(blocks).strip()
 
 
@@ -428,8 +462,8 @@ def main() -> int:
         "--results",
         type=Path,
         default=RESULTS,
-        help="the runs folder (default results/); for another one the report and the block (results.md) go "
-        "to report/ beside it (FOLDER/report when FOLDER is not named results) and README.md is left alone",
+        help="the runs folder (default results/); its report and its block (results.md) go to report/ beside "
+        "it (FOLDER/report when FOLDER is not named results); README.md's block is refreshed either way",
     )
     parser.add_argument(
         "--warm-start",
@@ -452,9 +486,8 @@ def main() -> int:
     results = args.results.resolve()
     experiment = None if args.warm_start is None else args.warm_start.resolve()
     report_dir = experiment_of(results) / "report"
-    block = results_block(results, report_dir, experiment)
     readme = README.read_text(encoding="utf-8")
-    updated = splice(readme, block)
+    updated = splice(readme, readme_block())
     if args.check:
         if updated != readme:
             print(f"{README} is out of date: run python {relative(Path(__file__))}", file=sys.stderr)
@@ -472,13 +505,13 @@ def main() -> int:
     if found:
         written = write_report(found, report_dir, command=command)
         print(f"report: {relative(written['markdown'])} ({len(written) - 2} plots)")
-    if results == RESULTS:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    block = results_block(results, report_dir, experiment)
+    (report_dir / "results.md").write_text(block + "\n", encoding="utf-8")
+    print(f"results block: {relative(report_dir / 'results.md')}")
+    if updated != readme:
         README.write_text(updated, encoding="utf-8")
         print("README.md: results block updated")
-    else:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "results.md").write_text(block + "\n", encoding="utf-8")
-        print(f"results block: {relative(report_dir / 'results.md')}")
     return 0
 
 
