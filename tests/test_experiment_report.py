@@ -144,6 +144,27 @@ def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
     assert "not testable (0 of 3" in report.sdar_beats_grpo(grpo, "alfworld/valid_seen")
 
 
+def test_sign_flip_p_is_the_share_of_sign_patterns_with_a_mean_as_far_from_zero(report):
+    assert report.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all + and all − reach |mean| 2
+    assert report.sign_flip_p([1.0, 1.0, 1.0, 1.0, 1.0]) == 2 / 32
+    assert report.sign_flip_p([0.1, -0.1]) == 1.0
+    assert report.sign_flip_p([1.0, 0.0]) == 1.0  # a zero difference keeps its sign patterns equal
+
+
+def test_pooled_line_pairs_the_seeds_of_every_warm_start(report):
+    def part(label, sdar_finals):
+        runs = [judged_run("grpo", seed, [0.2]) for seed in range(len(sdar_finals))]
+        runs += [judged_run("sdar", seed, [final]) for seed, final in enumerate(sdar_finals)]
+        return label, runs
+
+    line = report.pooled_line([part("original", [0.3, 0.1]), part("replica", [0.3])], "alfworld-gen/valid")
+    assert "3 seed pairs: original s0 +10.0 pp, original s1 -10.0 pp, replica s0 +10.0 pp" in line
+    assert "mean +3.3 pp ± 9.4 pp; SDAR ahead in 2, behind in 1" in line
+    assert "p = 1.00" in line  # every one of the 8 sign patterns has |mean| ≥ 1/30
+    assert report.pooled_line([part("replica", [0.3])], "alfworld-gen/valid") is None
+    assert report.pooled_line([part("replica", [0.3, 0.4])], "alfworld/valid_seen") is None
+
+
 def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
     steady_gaps, falling_gaps = [0.0] * 6, [0.0, 0.0, 0.0, -0.1, -0.2, -0.3]
 

@@ -16,6 +16,7 @@ claims. tests/test_experiment_report.py checks that all of them match the commit
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -50,9 +51,9 @@ RESULTS = HERE / "results"
 # claims: the experiment's and its replica's (the same design from a retrained warm start), not the pilots'.
 REPLICA_RESULTS = HERE / "replica_warm_start" / "results"
 FULL_DESIGN = (RESULTS, REPLICA_RESULTS)
-README_PARTS = (  # (title, runs folder): the README block's parts
-    ("From the experiment's warm start (session 5)", RESULTS),
-    ("From a replica of the warm start (`replica_warm_start/`, sessions 9-13)", REPLICA_RESULTS),
+README_PARTS = (  # (name in the pooled comparison, title, runs folder): the README block's parts
+    ("original", "From the experiment's warm start (session 5)", RESULTS),
+    ("replica", "From a replica of the warm start (`replica_warm_start/`, sessions 9-13)", REPLICA_RESULTS),
 )
 METHODS = ("grpo", "grpo_opsd", "sdar")
 SEEDS = (0, 1, 2)
@@ -291,16 +292,32 @@ def percent(value: float) -> str:
     return f"{100 * value:+.1f} pp"
 
 
-def sdar_beats_grpo(runs: list[Run], panel: str) -> str:
-    """SDAR > GRPO on a panel's final success, paired by seed (one warm start, the same tasks and sampling
-    seeds): holds when SDAR is ahead in every seed; not shown when only on average; fails otherwise."""
+def sdar_minus_grpo(runs: list[Run], panel: str) -> dict[int, float]:
+    """SDAR's final success on a panel minus GRPO's, per seed that has both evaluated, in seed order."""
     table = by_method_and_seed(runs)
     pairs = {
         seed: (final_success(sdar, panel), final_success(grpo, panel))
         for seed, sdar in table.get("sdar", {}).items()
         if (grpo := table.get("grpo", {}).get(seed)) is not None
     }
-    differences = {seed: s - g for seed, (s, g) in sorted(pairs.items()) if s is not None and g is not None}
+    return {seed: s - g for seed, (s, g) in sorted(pairs.items()) if s is not None and g is not None}
+
+
+def sign_flip_p(differences: list[float]) -> float:
+    """Exact two-sided p of the paired sign-flip (permutation) test of a zero mean difference: the share of
+    the 2^n sign patterns whose |mean| is at least the observed one."""
+    observed = abs(statistics.fmean(differences))
+    patterns = itertools.product((1, -1), repeat=len(differences))
+    means = [
+        abs(statistics.fmean(s * d for s, d in zip(signs, differences, strict=True))) for signs in patterns
+    ]
+    return sum(mean >= observed - 1e-12 for mean in means) / len(means)
+
+
+def sdar_beats_grpo(runs: list[Run], panel: str) -> str:
+    """SDAR > GRPO on a panel's final success, paired by seed (one warm start, the same tasks and sampling
+    seeds): holds when SDAR is ahead in every seed; not shown when only on average; fails otherwise."""
+    differences = sdar_minus_grpo(runs, panel)
     claim = f"SDAR > GRPO, final success on {panel}"
     if len(differences) < len(SEEDS):
         evaluated = f"{len(differences)} of {len(SEEDS)} seeds have both runs evaluated"
@@ -433,16 +450,47 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
     return to_markdown(blocks).strip()
 
 
+def pooled_line(parts: list[tuple[str, list[Run]]], panel: str) -> str | None:
+    """SDAR − GRPO over the seed pairs of every part (warm start) together, with the sign-flip test; None
+    with fewer than two pairs. Post hoc: the criteria judge each warm start alone."""
+    differences = [
+        (label, seed, d) for label, runs in parts for seed, d in sdar_minus_grpo(runs, panel).items()
+    ]
+    if len(differences) < 2:
+        return None
+    values = [d for _, _, d in differences]
+    pairs = ", ".join(f"{label} s{seed} {percent(d)}" for label, seed, d in differences)
+    mean, std = percent(statistics.fmean(values)), f"{100 * statistics.pstdev(values):.1f} pp"
+    return (
+        f"SDAR − GRPO, final success on {panel}, {len(values)} seed pairs: {pairs}; mean {mean} ± {std}; "
+        f"SDAR ahead in {sum(d > 0 for d in values)}, behind in {sum(d < 0 for d in values)}; exact "
+        f"sign-flip test of no difference p = {sign_flip_p(values):.2f}."
+    )
+
+
 def readme_block() -> str:
     """The README's results block: per part (README_PARTS, one per warm start) its progress, final tables and
     the paper's claims, and a link to its full block."""
-    blocks = [Paragraph(LEGEND)]
-    for title, results in README_PARTS:
+    blocks, parts = [Paragraph(LEGEND)], []
+    for label, title, results in README_PARTS:
         _, everything, runs = read_runs(results)
+        parts.append((label, runs))
         full = relative(experiment_of(results) / "report" / "results.md")
         blocks += [Paragraph(f"### {title}"), Paragraph(progress_line(runs))]
         blocks += evaluation_tables(everything, *FINAL) + claims_blocks(runs)
         blocks.append(Paragraph(f"Best evaluations, gap dynamics, probes and curves: [{full}]({full})."))
+    pooled = [line for panel in (GENERATED_PANEL, VALID_SEEN_PANEL) if (line := pooled_line(parts, panel))]
+    if pooled:
+        blocks += [
+            Paragraph("### Both warm starts together"),
+            Paragraph(
+                "Post hoc, not one of the criteria (they judge each warm start alone): every seed pair of "
+                "both warm starts, the two runs of a pair from one warm start and seed. The sign-flip test "
+                "asks how often the mean difference would be as far from 0 if each pair's difference were as "
+                "likely to have the other sign (no difference between the methods)."
+            ),
+            Bullets(tuple(pooled)),
+        ]
     return to_markdown(blocks).strip()
 
 
