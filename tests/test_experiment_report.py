@@ -148,7 +148,7 @@ def test_sign_flip_p_is_the_share_of_sign_patterns_with_a_mean_as_far_from_zero(
     assert report.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all + and all − reach |mean| 2
     assert report.sign_flip_p([1.0, 1.0, 1.0, 1.0, 1.0]) == 2 / 32
     assert report.sign_flip_p([0.1, -0.1]) == 1.0
-    assert report.sign_flip_p([1.0, 0.0]) == 1.0  # flipping 1 leaves |mean| at 0.5, flipping 0 changes nothing
+    assert report.sign_flip_p([1.0, 0.0]) == 1.0  # |mean| is 0.5 whatever the signs
 
 
 def test_pooled_line_pairs_the_seeds_of_every_warm_start(report):
