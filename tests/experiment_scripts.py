@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 EXPERIMENT = Path(__file__).parents[1] / "experiments" / "cpu_reproduction"
+if str(EXPERIMENT) not in sys.path:  # the scripts import their siblings, as `python SCRIPT` lets them
+    sys.path.insert(0, str(EXPERIMENT))
 
 
 def load_script(name: str):

@@ -3,6 +3,7 @@ results (no number in it that the committed metrics do not give)."""
 
 import json
 import shlex
+import sys
 
 import pytest
 from experiment_scripts import EXPERIMENT, load_script
@@ -11,6 +12,11 @@ from experiment_scripts import EXPERIMENT, load_script
 @pytest.fixture(scope="module")
 def report():
     return load_script("report")
+
+
+@pytest.fixture(scope="module")
+def claims(report):
+    return sys.modules["paper_claims"]  # as report.py imports it
 
 
 def test_the_readme_results_block_matches_the_committed_results(report):
@@ -129,43 +135,43 @@ def test_gate_off_half_counts_the_logged_tokens_whose_gap_moves_the_gate(report,
     assert "'to' 1, 'bed' 1, 'sofa' 1" in printed
 
 
-def test_sdar_beats_grpo_needs_every_seed_and_says_so(report):
+def test_sdar_beats_grpo_needs_every_seed_and_says_so(claims):
     grpo = [judged_run("grpo", seed, [0.1, 0.2]) for seed in (0, 1, 2)]
 
     def verdict(sdar_finals):
         sdar = [judged_run("sdar", seed, [0.0, final]) for seed, final in enumerate(sdar_finals)]
-        return report.sdar_beats_grpo(grpo + sdar, "alfworld-gen/valid")
+        return claims.sdar_beats_grpo(grpo + sdar, "alfworld-gen/valid")
 
     assert "holds at this scale" in verdict([0.3, 0.25, 0.4])
     assert "s0 +10.0 pp, s1 +5.0 pp, s2 +20.0 pp; mean +11.7 pp" in verdict([0.3, 0.25, 0.4])
     assert "not shown" in verdict([0.5, 0.2, 0.2])  # ahead on average, tied in two seeds
     assert "does not hold" in verdict([0.2, 0.2, 0.1])
     assert "not testable (2 of 3 seeds" in verdict([0.3, 0.3])
-    assert "not testable (0 of 3" in report.sdar_beats_grpo(grpo, "alfworld/valid_seen")
+    assert "not testable (0 of 3" in claims.sdar_beats_grpo(grpo, "alfworld/valid_seen")
 
 
-def test_sign_flip_p_is_the_share_of_sign_patterns_with_a_mean_as_far_from_zero(report):
-    assert report.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all + and all − reach |mean| 2
-    assert report.sign_flip_p([1.0, 1.0, 1.0, 1.0, 1.0]) == 2 / 32
-    assert report.sign_flip_p([0.1, -0.1]) == 1.0
-    assert report.sign_flip_p([1.0, 0.0]) == 1.0  # |mean| is 0.5 whatever the signs
+def test_sign_flip_p_is_the_share_of_sign_patterns_with_a_mean_as_far_from_zero(claims):
+    assert claims.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all + and all − reach |mean| 2
+    assert claims.sign_flip_p([1.0, 1.0, 1.0, 1.0, 1.0]) == 2 / 32
+    assert claims.sign_flip_p([0.1, -0.1]) == 1.0
+    assert claims.sign_flip_p([1.0, 0.0]) == 1.0  # |mean| is 0.5 whatever the signs
 
 
-def test_pooled_line_pairs_the_seeds_of_every_warm_start(report):
+def test_pooled_line_pairs_the_seeds_of_every_warm_start(claims):
     def part(label, sdar_finals):
         runs = [judged_run("grpo", seed, [0.2]) for seed in range(len(sdar_finals))]
         runs += [judged_run("sdar", seed, [final]) for seed, final in enumerate(sdar_finals)]
         return label, runs
 
-    line = report.pooled_line([part("original", [0.3, 0.1]), part("replica", [0.3])], "alfworld-gen/valid")
+    line = claims.pooled_line([part("original", [0.3, 0.1]), part("replica", [0.3])], "alfworld-gen/valid")
     assert "3 seed pairs: original s0 +10.0 pp, original s1 -10.0 pp, replica s0 +10.0 pp" in line
     assert "mean +3.3 pp ± 9.4 pp; SDAR ahead in 2, behind in 1" in line
     assert "p = 1.00" in line  # every one of the 8 sign patterns has |mean| ≥ 1/30
-    assert report.pooled_line([part("replica", [0.3])], "alfworld-gen/valid") is None
-    assert report.pooled_line([part("replica", [0.3, 0.4])], "alfworld/valid_seen") is None
+    assert claims.pooled_line([part("replica", [0.3])], "alfworld-gen/valid") is None
+    assert claims.pooled_line([part("replica", [0.3, 0.4])], "alfworld/valid_seen") is None
 
 
-def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
+def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(claims):
     steady_gaps, falling_gaps = [0.0] * 6, [0.0, 0.0, 0.0, -0.1, -0.2, -0.3]
 
     def verdict(opsd_successes, opsd_gaps):
@@ -176,7 +182,7 @@ def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
                 judged_run("sdar", seed, [0.2, 0.3], steady_gaps),
                 judged_run("grpo_opsd", seed, opsd_successes, opsd_gaps),
             ]
-        return report.opsd_less_stable(runs)
+        return claims.opsd_less_stable(runs)
 
     both = verdict([0.3, 0.1], falling_gaps)
     assert "holds at this scale" in both
@@ -184,16 +190,16 @@ def test_opsd_less_stable_judges_the_success_drop_and_the_gap_drift(report):
     assert "holds in part" in verdict([0.3, 0.1], steady_gaps)
     assert "holds in part" in verdict([0.1, 0.2], falling_gaps)
     assert "does not hold" in verdict([0.1, 0.2], steady_gaps)
-    incomplete = report.opsd_less_stable([judged_run("grpo", 0, [0.2])])
+    incomplete = claims.opsd_less_stable([judged_run("grpo", 0, [0.2])])
     assert "not testable (needs all 9 runs, has 1)" in incomplete
 
 
-def test_the_report_judges_the_runs_the_driver_makes(report, tmp_path):
-    """report.py keeps its own METHODS and SEEDS (both files run as scripts); they must be run.py's."""
+def test_the_report_judges_the_runs_the_driver_makes(claims, tmp_path):
+    """paper_claims.py keeps its own METHODS and SEEDS (run.py runs as a script); they must be run.py's."""
     from test_experiment_driver import load_driver
 
     driver = load_driver(tmp_path)
-    assert sorted(report.METHODS) == sorted(driver.METHODS) and report.SEEDS == driver.SEEDS
+    assert sorted(claims.METHODS) == sorted(driver.METHODS) and claims.SEEDS == driver.SEEDS
 
 
 def test_reading_table_puts_the_warm_start_first_and_averages_each_method_and_step_over_seeds(
