@@ -60,7 +60,7 @@ REPLICA_RESULTS = HERE / "replica_warm_start" / "results"
 FULL_DESIGN = (RESULTS, REPLICA_RESULTS)
 README_PARTS = (  # (name in the pooled comparison, title, runs folder): the README block's parts
     ("original", "From the experiment's warm start (session 5)", RESULTS),
-    ("replica", "From a replica of the warm start (`replica_warm_start/`, sessions 9-13)", REPLICA_RESULTS),
+    ("replica", "From a replica of the warm start (`replica_warm_start/`, sessions 9-14)", REPLICA_RESULTS),
 )
 WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
 BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py`; do not edit by hand -->"
