@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from sdar.config import ConfigError, load_config, preset_names, to_dict
+from sdar.errors import ActionableError
 from sdar.locking import DirectoryInUse
 
 
@@ -35,14 +36,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     """Load a model (default: the embedded SmolLM2-135M-Instruct, offline) and answer one chat prompt."""
     from sdar.models import generate_chat, load_model
+    from sdar.models.backends import make_backend
 
-    overrides = [f"model.name={args.model}", f"model.dtype={args.dtype}"]
+    overrides = [f"model.name={args.model}", f"model.dtype={args.dtype}", f"rollout.backend={args.backend}"]
     config = load_config(None, overrides)
     started = time.perf_counter()
     model, tokenizer = load_model(config.model)
-    loaded = time.perf_counter()
-    reply = generate_chat(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
-    done = time.perf_counter()
+    backend = make_backend(config, model, tokenizer)
+    try:
+        loaded = time.perf_counter()
+        reply = generate_chat(backend, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens)
+        done = time.perf_counter()
+    finally:
+        backend.close()
     print(reply)
     print(
         f"[model {config.model.name}: loaded in {loaded - started:.1f} s, replied in {done - loaded:.1f} s]",
@@ -322,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", default="smollm2-135m", help="smollm2-135m | tiny | HF id | local dir")
     chat.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="generation backend")
     chat.set_defaults(run=cmd_chat)
 
     train = commands.add_parser("train", help="train a policy (SDAR or a baseline)")
@@ -428,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
-    except (ConfigError, DirectoryInUse, KeyError, FileNotFoundError, ImportError) as error:
+    except (ConfigError, ActionableError, DirectoryInUse, KeyError, FileNotFoundError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"sdar {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -99,6 +99,31 @@ class EnvConfig(_Section):
 
 
 @dataclass(frozen=True)
+class VLLMConfig(_Section):
+    """The vLLM engine of `rollout.backend=vllm` (sdar/models/vllm_backend.py; docs/vllm.md)."""
+
+    _section = "rollout.vllm"
+    # The engine's weights: auto = the model's dtype (model.dtype). bf16 on an fp32 trainer halves the
+    # sampler's memory and time at the price of a larger sampler-trainer mismatch (see
+    # algorithm.rollout_correction).
+    dtype: str = choice("auto", ("auto", "fp32", "bf16"), "engine dtype; auto = model.dtype")
+    # GPU: the share of the GPU's memory the engine may take (weights + KV cache); the rest is the trainer's.
+    gpu_memory_utilization: float = bounded(0.4, high=1.0, above=0.0)
+    # CPU: the KV cache, in GiB (vLLM's CPU backend has no memory profiling to size it from).
+    cpu_kv_cache_gb: float = bounded(2.0, above=0.0)
+    tensor_parallel_size: int = bounded(1, 1)
+    max_model_len: int = bounded(0, 0, help="0 = rollout.max_prompt_tokens + rollout.max_new_tokens")
+    # No torch.compile / CUDA graphs: the engine starts in seconds instead of minutes (on this CPU ~20 s vs
+    # 100-230 s) and decodes somewhat slower (benchmarks/rollout_throughput.py).
+    enforce_eager: bool = True
+    # The G episodes of a group share their first prompt and an episode's turns share their history.
+    prefix_caching: bool = True
+    # GPU: free the weights and KV cache during the update and take them back afterwards (vLLM sleep mode,
+    # level 2: the weights are reloaded from the trainer anyway). vLLM has no sleep mode on CPUs.
+    sleep: bool = True
+
+
+@dataclass(frozen=True)
 class RolloutConfig(_Section):
     _section = "rollout"
     tasks_per_step: int = bounded(16, 1, help="B: distinct tasks per training step")
@@ -107,9 +132,10 @@ class RolloutConfig(_Section):
     top_p: float = bounded(1.0, 0.0, 1.0)
     max_new_tokens: int = bounded(512, 1)
     max_prompt_tokens: int = bounded(2048, 16)
-    # The generation backend. Only the HF transformers backend exists so far (sdar/models/generation.py has
-    # the protocol a vLLM backend will implement); naming one that does not exist is an error, not a fallback.
-    backend: str = choice("hf", ("hf",), "generation backend (vllm: not implemented yet)")
+    # The generation backend (sdar/models/backends.py): hf = our batched decode loop on the trainer's own
+    # model; vllm = a vLLM engine that takes the trainer's weights after every update (docs/vllm.md).
+    backend: str = choice("hf", ("hf", "vllm"), "generation backend")
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass(frozen=True)

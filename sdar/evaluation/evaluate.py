@@ -291,7 +291,7 @@ def evaluate(
             import torch
 
             from sdar.models import load_model
-            from sdar.models.generation import HFBackend
+            from sdar.models.backends import make_backend
 
             if device is None and torch.cuda.is_available():
                 device = "cuda"
@@ -299,15 +299,19 @@ def evaluate(
             if checkpoint_dir is not None:
                 load_trainable_weights(checkpoint_dir, model)
             model.eval()
-            backend = HFBackend(model, tokenizer)
+            backend = make_backend(config, model, tokenizer)
             slots = model_slots(len(panel.task_ids), config.rollout.tasks_per_step, config.rollout.group_size)
         else:
             slots = min(len(panel.task_ids), max(env.workers, 1))
         loaded = time.perf_counter()
-        with EnvPool(
-            env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
-        ) as pool:
-            records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
+        try:
+            with EnvPool(
+                env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
+            ) as pool:
+                records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
+        finally:
+            if backend is not None:
+                backend.close()
         summary = summary_of(config, records, seeds, panel, checkpoint_info, started, loaded)
         write_results(output_dir, summary, records)
         journal.close()

@@ -14,14 +14,11 @@ caller) and returns one `Generation` per prompt, in order:
 - `finish_reason`: "eos" (an eos id was sampled), "stop" (a stop string appeared in the generated text) or
   "length" (`max_new_tokens` reached).
 
-How a vLLM backend would map onto this (not implemented here; the engine would not change):
-`LLM(model, ..., logprobs_mode="processed_logprobs")` so that returned log-probs are those of the temperature-
-and top-p-processed distribution (vLLM's default is the raw model log-probs);
-`SamplingParams(n=1, temperature=T, top_p=top_p, max_tokens=max_new_tokens, stop=list(stop_strings),
-include_stop_str_in_output=True, logprobs=0, seed=seed)` (logprobs=0 returns the sampled token's log-prob
-only); `llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params)`; per output:
-`token_ids` as is, `logprobs[i][token_ids[i]].logprob`, text re-decoded from the ids, finish_reason "length"
-stays, "stop" with `stop_reason` None becomes "eos", with a string becomes "stop".
+A backend that runs its own copy of the weights (vLLM, sdar/models/vllm_backend.py) also takes the trainer's
+weights after every update (`load_weights(model)`: afterwards it samples exactly as `model` would, up to
+kernel and precision differences), may free its memory while the trainer updates (`release_memory()`,
+taken back by the next `load_weights`), and is shut down with `close()`. `HFBackend` samples with the
+trainer's own module, so for it these three do nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +56,15 @@ class GenerationBackend(Protocol):
         seed: int | None = None,
     ) -> list[Generation]:
         """One Generation per prompt, in order; the same seed and prompts give the same tokens."""
+
+    def load_weights(self, model) -> None:
+        """Sample with `model`'s current weights from now on (LoRA adapters merged)."""
+
+    def release_memory(self) -> None:
+        """Free what the backend can until the next `load_weights` (between rollout and update)."""
+
+    def close(self) -> None:
+        """Shut the backend down (engine processes, temporary files); idempotent."""
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -165,6 +171,16 @@ class HFBackend:
             self.model.train(was_training)
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [Generation(*row) for row in zip(tokens, logprobs, texts, reasons, strict=True)]
+
+    def load_weights(self, model) -> None:
+        if model is not self.model:
+            raise ValueError("HFBackend samples with the model it was built with; build another for this one")
+
+    def release_memory(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def _forward(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
         """One model call with the KV cache -> float32 logits of the last position [b, V]."""

@@ -16,7 +16,7 @@ from sdar.algorithms.objective import ObjectiveSettings
 from sdar.config import Config
 from sdar.envs import env_factory, get_env_spec
 from sdar.envs.pool import EnvPool
-from sdar.models.generation import HFBackend
+from sdar.models.backends import make_backend
 from sdar.records import Batch, Episode, Turn
 from sdar.rollout.engine import RolloutSettings, collect_episodes
 from sdar.skills import library_name, teacher_context
@@ -74,10 +74,15 @@ class RolloutSession:
         )
         student_prompt_budget(rollout.max_prompt_tokens, reserve)  # an over-long skill text fails here
         self.settings = RolloutSettings.from_config(config, prompt_budget_reserve=reserve)
-        self.backend = HFBackend(model, tokenizer)
         self.teacher = None
         if teacher_needed:
             self.teacher = TeacherWeights.from_config(config.teacher, model, base_model=base_model)
+        # Last: a vLLM engine takes the most time and memory to start, so what can fail fast fails first.
+        try:
+            self.backend = make_backend(config, model, tokenizer)
+        except BaseException:
+            self.pool.close()
+            raise
 
     def _skills_for(self, task) -> str:
         return teacher_context(self.skill_library, task)
@@ -100,6 +105,7 @@ class RolloutSession:
             _with_seed(self.settings, seed),
             skills_for=self._skills_for if self.method.student_sees_skills else None,
         )
+        self.backend.release_memory()  # a separate engine's memory is the update's until `after_update`
         stats = {f"train/{key}": value for key, value in result.stats.as_dict().items()}
         episodes = [episode for episode in result.episodes if not episode.error]
         if not episodes:
@@ -124,8 +130,11 @@ class RolloutSession:
             )
 
     def after_update(self, model) -> None:
+        """After the optimizer step: the teacher's EMA weights move, and a separate generation engine (vLLM)
+        takes the new weights. The teacher is only scored, never sampled, so no engine needs its weights."""
         if self.teacher is not None:
             self.teacher.update()
+        self.backend.load_weights(model)
 
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
         """`sampled_episodes` of this step, with the teacher's skill context of each task."""
@@ -142,6 +151,7 @@ class RolloutSession:
             self.teacher.load_state_dict(state["teacher"])
 
     def close(self) -> None:
+        self.backend.close()
         self.pool.close()
 
 

@@ -8,6 +8,7 @@ import torch
 
 from sdar.config import ModelConfig
 from sdar.models import embedded, generate_chat, load_model, position_ids_from_mask, token_logprobs
+from sdar.models.generation import HFBackend
 
 
 def _installed() -> bool:
@@ -67,7 +68,8 @@ def test_second_load_is_fast_and_does_not_convert(converted, monkeypatch):
 
 def test_chat_answers_a_simple_question(converted):
     _, _, (model, tokenizer) = converted
-    reply = generate_chat(model, tokenizer, "What is the capital of France?", max_new_tokens=16)
+    backend = HFBackend(model, tokenizer)
+    reply = generate_chat(backend, tokenizer, "What is the capital of France?", max_new_tokens=16)
     assert "Paris" in reply
 
 

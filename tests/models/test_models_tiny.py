@@ -7,6 +7,7 @@ import torch
 
 from sdar.config import ModelConfig
 from sdar.models import build_tiny_model, build_tiny_tokenizer, generate_chat, load_model
+from sdar.models.generation import HFBackend
 
 TAGGED_TEXT = (
     "Go <think>the mug is on desk 1</think>\n<action>take mug 1 from desk 1</action> ~!@#$%^&*()\t{}|"
@@ -75,9 +76,18 @@ def test_batches_are_left_padded():
 def test_generate_chat_is_greedy_and_deterministic(lora_rank):
     model, tokenizer = load_model(ModelConfig(name="tiny", lora_rank=lora_rank))
     model.train()
-    first = generate_chat(model, tokenizer, "hello", max_new_tokens=8)
-    second = generate_chat(model, tokenizer, [{"role": "user", "content": "hello"}], max_new_tokens=8)
+    backend = HFBackend(model, tokenizer)
+    first = generate_chat(backend, tokenizer, "hello", max_new_tokens=8)
+    second = generate_chat(backend, tokenizer, [{"role": "user", "content": "hello"}], max_new_tokens=8)
     assert isinstance(first, str) and first == second
     assert model.training  # the caller's mode is restored
-    sampled = generate_chat(model, tokenizer, "hello", max_new_tokens=8, temperature=1.0)
+    messages = [{"role": "user", "content": "hello"}]
+    prompt = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():  # greedy = transformers' own greedy decoding
+        reference = model.generate(**prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    expected = tokenizer.decode(reference[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert first == expected.strip()
+    sampled = generate_chat(backend, tokenizer, "hello", max_new_tokens=8, temperature=1.0)
     assert isinstance(sampled, str)

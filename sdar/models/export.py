@@ -1,0 +1,43 @@
+"""`merged_weights(model)`: the weights a model generates with, as a plain Hugging Face checkpoint would name
+them: LoRA deltas merged into their base layers, adapters themselves left out.
+
+This is what a separate inference engine (vLLM) loads after every update. Merging is computed, never done in
+place: `peft`'s `merge_adapter()` followed by `unmerge_adapter()` would leave the trained base weights off by
+float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _peft_base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def merged_weights(model, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """{checkpoint name: tensor} of `model` (a causal LM or a PeftModel of one), detached, on the CPU.
+
+    Every tensor is its own copy, so tied weights (embeddings = LM head) appear under both names, as a
+    checkpoint lists them. W' = W + ΔW for each LoRA layer, ΔW = scale · B A from its active adapters.
+    """
+    base = _peft_base(model)
+    deltas = {}
+    for name, module in base.named_modules():
+        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+            adapters = [a for a in module.active_adapters if a in getattr(module, "lora_A", {})]
+            if adapters and not getattr(module, "disable_adapters", False):
+                deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
+    weights = {}
+    with torch.no_grad():
+        for name, tensor in base.state_dict().items():
+            if ".lora_" in name:
+                continue
+            name = name.replace(".base_layer.", ".")
+            merged = tensor.detach().to("cpu", copy=True)
+            if name in deltas:
+                merged += deltas.pop(name).detach().to(merged.device, merged.dtype)
+            weights[name] = merged if dtype is None else merged.to(dtype)
+    if deltas:
+        raise RuntimeError(f"LoRA layers without a base weight to merge into: {sorted(deltas)[:3]}")
+    return weights
