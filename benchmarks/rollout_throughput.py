@@ -1,11 +1,20 @@
-"""Rollout throughput: the batched engine (one generate call per turn for all episodes) vs episode by episode.
+"""Rollout throughput, two comparisons (`--compare`):
 
-Both modes play the same number of episodes (default 16 = 4 generated ALFWorld games x G = 4) with the same
-model, settings and real ALFWorld engine, through `sdar.rollout.engine.collect_episodes`: batched = one call
-with every episode; sequential = one call per episode (G = 1). Reported: generated tokens per second of
-generation time (prefill included), wall time with env steps, and the batched / sequential ratio.
+backends (the generation backends side by side, at the main job's shape): the `quickstart` config's rollout
+(the embedded SmolLM2-135M-Instruct with LoRA, 1 generated ALFWorld game x G = 4, up to 10 turns of up to 64
+tokens), played by `HFBackend` and by `VLLMBackend` on the same tasks and seeds, steps alternating between
+the backends so that load drifts hit both. Per backend: engine start (vLLM: process start and the first
+weight load), the per-step weight sync (vLLM: `load_weights` of the merged LoRA model, as the trainer does
+after every update), and per step the rollout's wall time and generated tokens per second of generation.
+Printed: the medians, and the wall time of the rollouts of a 20-step run with start-up and syncs included.
 
-    python benchmarks/rollout_throughput.py                       # tiny random model, seconds
+batching (the HF backend's batched engine vs episode by episode): the same episodes (default 16 = 4 generated
+ALFWorld games x G = 4) through `sdar.rollout.engine.collect_episodes`: batched = one call with every
+episode; sequential = one call per episode (G = 1).
+
+    python benchmarks/rollout_throughput.py --compare backends              # quickstart shape, ~10 min
+    python benchmarks/rollout_throughput.py --compare backends --vllm-dtype bf16
+    python benchmarks/rollout_throughput.py                       # batching, tiny random model, seconds
     python benchmarks/rollout_throughput.py --model smollm2-135m --dtype bf16 --max-new-tokens 32
 """
 
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -56,7 +66,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-shared-prefill", action="store_true", help="prefill duplicate prompts too")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--compare", default="batching", choices=("batching", "backends"))
+    parser.add_argument("--steps", type=int, default=3, help="backends: rollout steps per backend")
+    parser.add_argument(
+        "--run-steps", type=int, default=20, help="backends: the run length start-up amortises over"
+    )
+    parser.add_argument("--vllm-dtype", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--vllm-compile", action="store_true", help="backends: torch.compile the vLLM model")
     args = parser.parse_args()
+    if args.compare == "backends":
+        torch.set_num_threads(args.threads)
+        compare_backends(args)
+        return
     if args.episodes % args.group_size:
         parser.error("--episodes must be a multiple of --group-size")
     torch.set_num_threads(args.threads)
@@ -133,6 +154,88 @@ def main() -> None:
     ]
     print(f"distinct prompts per turn (batched): {distinct} of {args.episodes} episodes")
     print(f"finish reasons batched {batched.finish_reasons}, sequential {sequential.finish_reasons}")
+
+
+def compare_backends(args) -> None:
+    import statistics
+
+    from sdar.config import load_config
+    from sdar.envs import env_factory, get_env_spec
+    from sdar.models.backends import make_backend
+    from sdar.training.session import sample_tasks
+
+    overrides = [
+        "sft.warm_start=false",  # the shape is what matters here, not the warm start's skill
+        f"rollout.vllm.dtype={args.vllm_dtype}",
+        f"rollout.vllm.enforce_eager={not args.vllm_compile}",
+    ]
+    config = load_config("quickstart", overrides)
+    model, tokenizer = load_model(config.model)
+    spec = get_env_spec(config.env.name)
+    rollout = config.rollout
+    slots = rollout.tasks_per_step * rollout.group_size
+    timings: dict[str, dict[str, list[float]]] = {}
+    backends = {}
+    for name in ("hf", "vllm"):
+        clock = time.perf_counter()
+        backends[name] = make_backend(
+            replace(config, rollout=replace(rollout, backend=name)), model, tokenizer
+        )
+        timings[name] = {
+            "start": [time.perf_counter() - clock],
+            "sync": [],
+            "wall": [],
+            "tok/s": [],
+            "tokens": [],
+        }
+    print(
+        f"quickstart shape: {config.model.name} LoRA r={config.model.lora_rank} ({config.model.dtype}), "
+        f"{rollout.tasks_per_step} task x G={rollout.group_size}, <= {config.env.max_turns} turns x "
+        f"{rollout.max_new_tokens} tokens; vLLM {args.vllm_dtype} "
+        f"{'compiled' if args.vllm_compile else 'eager'}; {args.threads} torch thread(s) here"
+    )
+    try:
+        with EnvPool(env_factory(config.env), num_slots=slots, num_workers=config.env.workers) as pool:
+            tasks_all = pool.task_ids(config.env.split)
+            settings = RolloutSettings.from_config(config)
+            for step in range(args.steps):
+                tasks = sample_tasks(tasks_all, step, rollout.tasks_per_step, config.seed)
+                order = ("hf", "vllm") if step % 2 == 0 else ("vllm", "hf")
+                for name in order:
+                    backend = backends[name]
+                    clock = time.perf_counter()
+                    backend.load_weights(model)  # what the trainer does after each update
+                    timings[name]["sync"].append(time.perf_counter() - clock)
+                    result = collect_episodes(
+                        pool, spec, backend, tokenizer, tasks, replace(settings, seed=1000 + step)
+                    )
+                    stats = result.stats
+                    timings[name]["wall"].append(stats.time_s)
+                    timings[name]["tok/s"].append(stats.tokens_per_s)
+                    timings[name]["tokens"].append(stats.generated_tokens)
+                    print(
+                        f"  step {step + 1} {name:<5} wall {stats.time_s:6.1f} s, "
+                        f"{stats.generated_tokens:5d} tokens, {stats.tokens_per_s:6.1f} tok/s, "
+                        f"{stats.episodes} episodes, won {stats.won_rate:.2f}",
+                        flush=True,
+                    )
+    finally:
+        for backend in backends.values():
+            backend.close()
+    median = {
+        name: {key: statistics.median(values) for key, values in t.items()} for name, t in timings.items()
+    }
+    run = {name: m["start"] + args.run_steps * (m["wall"] + m["sync"]) for name, m in median.items()}
+    run_label = f"{args.run_steps}-step s"
+    print(f"{'backend':<8}{'start s':>9}{'sync s':>8}{'rollout s':>11}{'tok/s':>8}{run_label:>12}")
+    for name, m in median.items():
+        numbers = f"{m['start']:>9.1f}{m['sync']:>8.2f}{m['wall']:>11.1f}{m['tok/s']:>8.1f}{run[name]:>12.0f}"
+        print(f"{name:<8}{numbers}")
+    print(
+        f"vLLM / HF: {median['vllm']['tok/s'] / median['hf']['tok/s']:.2f}x tok/s, "
+        f"{median['hf']['wall'] / median['vllm']['wall']:.2f}x faster per rollout, "
+        f"{run['hf'] / run['vllm']:.2f}x over a {args.run_steps}-step run with start-up and syncs"
+    )
 
 
 def _factory(games):

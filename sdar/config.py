@@ -160,6 +160,10 @@ class AlgorithmConfig(_Section):
     beta: float | None = bounded(None, 0.0)
     rlsd_lambda_start: float = bounded(0.5, 0.0, 1.0)
     rlsd_decay_steps: int = bounded(100, 1)
+    # The sampler-trainer mismatch correction (docs/rollout-correction.md): "tis" multiplies each token's
+    # policy-gradient term by min(pi_old / pi_sampler, rollout_correction_cap), without gradient through it.
+    rollout_correction: str = choice("none", ("none", "tis"), "tis: truncated importance sampling")
+    rollout_correction_cap: float = bounded(2.0, 1.0, help="C of tis: larger ratios are truncated to it")
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,25 @@ class Config(_Section):
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_rollout_correction(self)
+
+
+def check_rollout_correction(config: Config) -> None:
+    """TIS compares pi_old with the sampler's log-probs, which are those of the temperature-scaled and
+    nucleus-filtered distribution: away from temperature 1 and top_p 1 their ratio measures that deliberate
+    change, not a mismatch, so `tis` is refused there."""
+    rollout = config.rollout
+    if config.algorithm.rollout_correction == "tis" and (rollout.temperature != 1.0 or rollout.top_p < 1.0):
+        raise ConfigError(
+            f"algorithm.rollout_correction='tis' needs rollout.temperature=1 and rollout.top_p=1 (got "
+            f"rollout.temperature={rollout.temperature}, rollout.top_p={rollout.top_p}): the sampler's "
+            "log-probs are those of the temperature-scaled, nucleus-filtered distribution, so the TIS ratio "
+            "would weigh that change, not the sampler-trainer mismatch. Sample at temperature 1 and top_p 1, "
+            "or set algorithm.rollout_correction=none"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- building

@@ -49,6 +49,14 @@ from sdar.algorithms.objective import (
     settings_from_config,
 )
 from sdar.algorithms.policy import ppo_clip_token_loss
+from sdar.algorithms.rollout_correction import (
+    ROLLOUT_CORRECTIONS,
+    RolloutCorrection,
+    sampler_mismatch_metrics,
+    sampler_mismatch_token_stats,
+    sampler_mismatch_totals,
+    truncated_importance_weights,
+)
 
 __all__ = [
     "ADVANTAGES",
@@ -57,9 +65,11 @@ __all__ = [
     "GATES",
     "KL_ESTIMATORS",
     "METHODS",
+    "ROLLOUT_CORRECTIONS",
     "GroupStatistics",
     "MethodSpec",
     "ObjectiveSettings",
+    "RolloutCorrection",
     "advantages_from_config",
     "aggregate",
     "compute_advantages",
@@ -83,9 +93,13 @@ __all__ = [
     "rlsd_lambda",
     "rlsd_token_advantages",
     "rows_with_gradient",
+    "sampler_mismatch_metrics",
+    "sampler_mismatch_token_stats",
+    "sampler_mismatch_totals",
     "sdar_token_loss",
     "settings_for_method",
     "settings_from_config",
     "skill_sd_token_loss",
     "soft_or_gate",
+    "truncated_importance_weights",
 ]

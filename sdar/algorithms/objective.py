@@ -1,8 +1,9 @@
 """One micro-batch objective composed from the terms (spec/method.md §3, §5 step 8):
 
-    L = policy_coef·PPO(A, or RLSD-reshaped Â) − entropy_coef·H + kl_coef·KL + distill_coef·L_distill
+    L = policy_coef·PPO(A, or RLSD-reshaped Â)·w − entropy_coef·H + kl_coef·KL + distill_coef·L_distill
 
-each term aggregated by `aggregate` (the one reduction). A term whose coefficient is 0 is skipped, and so is
+each term aggregated by `aggregate` (the one reduction); w is the per-token weight of the rollout correction
+(sdar.algorithms.rollout_correction; 1 when it is "none"). A term whose coefficient is 0 is skipped, and so is
 the KL or entropy term when its input is None; a teacher term that is ON but lacks teacher_logprobs raises,
 since silently dropping it would turn SDAR into GRPO.
 
@@ -39,6 +40,7 @@ from sdar.algorithms.distill import (
 from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penalty, normalised_entropy
 from sdar.algorithms.methods import ADVANTAGE_SHAPINGS, DISTILL_TERMS, get_method
 from sdar.algorithms.policy import ppo_clip_token_loss
+from sdar.algorithms.rollout_correction import ROLLOUT_CORRECTIONS
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class ObjectiveSettings:
     advantage_shaping: str | None = None  # None | "rlsd"
     rlsd_lambda_start: float = 0.5
     rlsd_decay_steps: int = 100
+    rollout_correction: str = "none"  # a ROLLOUT_CORRECTIONS name
+    rollout_correction_cap: float = 2.0  # C of "tis"
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +73,7 @@ class ObjectiveSettings:
             "gate": (self.gate, tuple(GATES)),
             "aggregation": (self.aggregation, AGGREGATIONS),
             "advantage_shaping": (self.advantage_shaping, ADVANTAGE_SHAPINGS),
+            "rollout_correction": (self.rollout_correction, tuple(ROLLOUT_CORRECTIONS)),
         }
         for name, (value, choices) in checks.items():
             if value not in choices:
@@ -79,6 +84,8 @@ class ObjectiveSettings:
             raise ValueError("aggregation 'constant' needs a positive aggregation_constant")
         if self.dual_clip is not None and self.dual_clip <= 1.0:
             raise ValueError(f"dual_clip={self.dual_clip} must be > 1 (or None to disable the dual clip)")
+        if self.rollout_correction_cap < 1.0:
+            raise ValueError(f"rollout_correction_cap={self.rollout_correction_cap} must be ≥ 1")
 
     @property
     def needs_teacher(self) -> bool:
@@ -124,6 +131,8 @@ def settings_from_config(algorithm_config: Any) -> ObjectiveSettings:
         advantage_shaping=method.advantage_shaping,
         rlsd_lambda_start=algorithm_config.rlsd_lambda_start,
         rlsd_decay_steps=algorithm_config.rlsd_decay_steps,
+        rollout_correction=algorithm_config.rollout_correction,
+        rollout_correction_cap=algorithm_config.rollout_correction_cap,
     )
 
 
@@ -178,6 +187,7 @@ def policy_objective(
     num_rows: Normaliser | None = None,
     step: int = 0,
     vocab_size: int | None = None,
+    sampling_logprobs: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Micro-batch loss (scalar, to backward) and detached scalar stats; see the module docstring.
 
@@ -185,6 +195,7 @@ def policy_objective(
     num_tokens / num_rows: the mini-batch normalisers (count_tokens_and_rows) for exact gradient
     accumulation; None = this micro-batch's own. step: the training step (RLSD λ schedule).
     vocab_size: needed only by gates that read the entropy (normalised by log|V|).
+    sampling_logprobs [B, T]: the generator's log-probs of the tokens, read by a rollout correction.
     """
     mask = response_mask.bool()
     if logprobs.shape != mask.shape:
@@ -193,6 +204,13 @@ def policy_objective(
         raise ValueError(
             f"this objective (distill={settings.distill!r}, "
             f"advantage_shaping={settings.advantage_shaping!r}) needs teacher_logprobs; got None"
+        )
+    correction = ROLLOUT_CORRECTIONS[settings.rollout_correction]
+    if settings.policy_coef != 0 and correction.needs_sampling_logprobs and sampling_logprobs is None:
+        raise ValueError(
+            f"rollout_correction={settings.rollout_correction!r} weighs each token by π_old / π_sampler and "
+            "needs sampling_logprobs (the generator's log-probs of the sampled tokens); the batch has none: "
+            "use a generation backend that returns them, or algorithm.rollout_correction=none"
         )
 
     def reduce(per_token: Tensor) -> Tensor:
@@ -227,6 +245,16 @@ def policy_objective(
             clip_high=settings.clip_high,
             dual_clip=settings.dual_clip,
         )
+        if correction.token_weights is not None:
+            weights, correction_stats = correction.token_weights(
+                old_logprobs, sampling_logprobs, cap=settings.rollout_correction_cap
+            )
+            policy_per_token = policy_per_token * weights  # [B, T]; the weights carry no gradient
+            for key, value in correction_stats.items():  # "policy/tis_weight_mean", "..._truncated_fraction"
+                suffix = "fraction" if value.dtype == torch.bool else "mean"
+                stats[f"policy/{settings.rollout_correction}_{key}_{suffix}"] = masked_token_mean(
+                    value.to(logprobs.dtype), mask
+                )
         loss = loss + settings.policy_coef * reduce(policy_per_token)
         stats["loss/policy"] = reduce_locally(policy_per_token)
         stats["policy/clip_fraction"] = masked_token_mean(policy_stats["clipped"].float(), mask)

@@ -1,7 +1,7 @@
 """The trainer: spec/method.md §5, one call per line of the algorithm box, for every method of the table.
 
     1-3  episodes  = rollout of B tasks x G episodes, rewards per row
-    4    old       = log π_old of the sampled tokens (the step's start weights)
+    4    old       = log π_old of the sampled tokens (the step's start weights; see "π_old" below)
     5    teacher   = log π_T under the skill-augmented prompt (methods that need it)
     6    ref       = log-probs of the initial model (KL term)
     7    advantages (GRPO/RLOO; never modified by SDAR)
@@ -14,6 +14,15 @@ With `trainer.eval_at_ends`, the run also evaluates the `eval` panel before its 
 warm start; skipped with `trainer.eval_at_start: false`) and after its last, into `RUN/eval/step_0/` and
 `RUN/eval/final/`. Every evaluation plays exactly what `sdar eval --checkpoint` plays on the saved weights and
 writes what it writes (summary.json + episodes.jsonl); its success is logged as `val/won_rate`.
+
+π_old without a pass of its own: when the update is one pass at the step's start weights
+(`one_on_policy_pass`: one epoch, one mini-batch over every process's rows, no dropout), its own forward,
+detached, is log π_old up to float rounding. The update then takes π_old from it and writes it into
+`batch.old_logprobs` for the teacher gap, samples.jsonl and `rollout/*`; the old pass scores only the rows it
+does not pass that the teacher gap reads. Otherwise the old pass scores every row read.
+`update/old_from_forward` says which; `time/old_s` is logged exactly when an old pass ran. With the
+generator's log-probs in the batch, every step logs the sampler-trainer mismatch over the rows with π_old
+(`rollout/*`, docs/rollout-correction.md).
 
 Everything random in a step is drawn from generators seeded by (seed, step), so a run resumed from a
 checkpoint replays exactly what an uninterrupted run does.
@@ -31,7 +40,13 @@ from pathlib import Path
 
 import torch
 
-from sdar.algorithms import gap_by_turn, get_method, rows_with_gradient
+from sdar.algorithms import (
+    gap_by_turn,
+    get_method,
+    rows_with_gradient,
+    sampler_mismatch_metrics,
+    sampler_mismatch_totals,
+)
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
 from sdar.locking import DirectoryLock
@@ -51,6 +66,7 @@ from sdar.training.session import RolloutSession
 from sdar.training.update import (
     UpdateState,
     bf16_autocast,
+    one_on_policy_pass,
     policy_update,
     score_batch,
     update_without_gradient,
@@ -200,6 +216,7 @@ class Trainer:
         self.start_step = state["step"]
         self.update_state = UpdateState(**state.get("update_state", {}))
         self.session.load_state(state.get("session", {}))
+        self.session.backend.load_weights(self.model)  # a separate engine (vLLM) holds the initial weights
         self.logger.truncate_after(self.start_step)
 
     def _save(self, step: int) -> None:
@@ -227,9 +244,10 @@ class Trainer:
 
     def old_logprobs(self, batch, rows: torch.Tensor | None) -> torch.Tensor:
         """The rollout policy's log-probs [N, T] of the batch's responses; with `rows` (bool [N]) only of
-        those rows, the others left 0 (rows the objective has no gradient on and nothing else reads)."""
+        those rows, the others left 0 (rows nothing reads before the update, or whose π_old the update's
+        own forward gives)."""
         micro_batch_rows = self.config.trainer.micro_batch_rows
-        if rows is None:
+        if rows is None or rows.all():
             return score_batch(self.model, batch, micro_batch_rows=micro_batch_rows)[0]
         if not rows.any():
             return torch.zeros(batch.response_mask.shape)
@@ -237,6 +255,22 @@ class Trainer:
         logprobs = scored.new_zeros(batch.response_mask.shape)
         logprobs[rows] = scored
         return logprobs
+
+    def rows_to_score(self, needed: torch.Tensor, from_forward: bool) -> torch.Tensor:
+        """Rows [N] (bool) of the old pass: those whose π_old is read (every row when the teacher gap reads
+        them, else those the update passes, `needed`), less those whose π_old the update's forward gives."""
+        read = torch.ones_like(needed) if self.needs_teacher else needed
+        return read & ~needed if from_forward else read
+
+    def sampler_mismatch(self, batch, rows: torch.Tensor) -> dict:
+        """`rollout/*` over the valid tokens of `rows` (those with π_old), over every process."""
+        old = batch.old_logprobs if batch.old_logprobs is not None else torch.zeros_like(batch.response_mask)
+        mask = batch.response_mask & rows[:, None]
+        totals = sampler_mismatch_totals(old, batch.sampling_logprobs, mask)
+        keys = ("tokens", "abs_diff_sum", "k3_sum")
+        combined = dict(zip(keys, self.parallel.sum([totals[key] for key in keys]), strict=True))
+        combined["abs_diff_max"] = max(self.parallel.gather(totals["abs_diff_max"]))
+        return sampler_mismatch_metrics(combined)
 
     def train_step(self, step: int) -> StepResult:
         config, timer = self.config, StepTimer()
@@ -255,14 +289,22 @@ class Trainer:
             )
             # Rows without gradient (GRPO's all-won or all-lost groups when no KL or entropy term is on) need
             # no old log-probs unless the teacher's gap reads them, nor update passes; a batch of only such
-            # rows skips the update's passes altogether.
+            # rows skips the update's passes altogether. A one-pass update gives π_old itself (docstring).
             needed = rows_with_gradient(self.settings, batch.advantages)
             (with_gradient,) = self.parallel.sum([float(needed.any())])
+            from_forward = bool(with_gradient) and one_on_policy_pass(
+                self.model,
+                batch,
+                mini_batch_rows=config.trainer.mini_batch_rows,
+                epochs=config.trainer.ppo_epochs,
+                parallel=self.parallel,
+            )
+            scored = self.rows_to_score(needed, from_forward)
             # The scoring passes run at the update's precision, so that the PPO ratio compares like with like.
             precision = bf16_autocast(config.trainer.autocast_bf16, batch.input_ids.device)
-            if with_gradient or self.needs_teacher:
+            if scored.any():
                 with timer("old"), precision:
-                    batch.old_logprobs = self.old_logprobs(batch, None if self.needs_teacher else needed)
+                    batch.old_logprobs = self.old_logprobs(batch, scored)
             if self.needs_teacher:
                 with timer("teacher"), precision:
                     batch.teacher_logprobs = self.session.teacher_logprobs(turns, batch)
@@ -270,12 +312,15 @@ class Trainer:
                 batch.ref_logprobs = self.reference_logprobs(batch)
             with timer("update"):
                 if with_gradient:
-                    update_stats = self._update(batch, step)
+                    update_stats = self._update(batch, step, old_from_forward=from_forward)
                 else:
                     update_stats = self._update_without_gradient(batch)
             self.session.after_update(self.model)
         metrics = {"step": step + 1, **rollout_stats, **update_stats, **timer.seconds}
         metrics["update/without_gradient"] = int(not with_gradient)
+        metrics["update/old_from_forward"] = int(from_forward)
+        if batch.sampling_logprobs is not None:
+            metrics.update(self.sampler_mismatch(batch, scored | (needed & from_forward)))
         metrics["train/rows"] = int(self.parallel.sum([len(batch)])[0])
         metrics["train/advantage_abs_mean"] = float(batch.advantages.abs().mean())
         metrics["lr"] = self.scheduler.get_last_lr()[0]
@@ -288,7 +333,7 @@ class Trainer:
         self.logger.log_samples(step + 1, samples)
         return StepResult(metrics, episodes)
 
-    def _update(self, batch, step: int) -> dict:
+    def _update(self, batch, step: int, old_from_forward: bool = False) -> dict:
         config = self.config
         return policy_update(
             self.model,
@@ -309,6 +354,7 @@ class Trainer:
             vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
             on_micro_batch=self.progress.advance_update if self.progress else None,
             parallel=self.parallel,
+            old_from_forward=old_from_forward,
         )
 
     def _update_without_gradient(self, batch) -> dict:

@@ -1,7 +1,8 @@
 """The policy update (spec §5 step 8): one epoch over shuffled mini-batches, gradient accumulation over
 micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates;
 its passes skip the rows on which the objective has no gradient, and `update_without_gradient` is its
-shortcut for a batch without any."""
+shortcut for a batch without any. When the update is one pass at the step's start weights
+(`one_on_policy_pass`), its own forward, detached, serves as π_old (`old_from_forward`)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,51 @@ def mini_batch_count(batch: Batch, mini_batch_rows: int, parallel: DataParallel)
     return max(math.ceil(global_rows / mini_batch_rows), 1)
 
 
+DROPOUT_MODULES = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
+
+
+def has_active_dropout(model) -> bool:
+    """Whether the model's training-mode forward draws dropout: a dropout module with p > 0 (LoRA's adapter
+    dropout included) or a dropout rate > 0 in its config (attention dropout is applied functionally, by
+    rate, without a module). A config rate that the forward never uses only keeps a pass that was exact."""
+
+    def positive_rate(values: dict) -> bool:
+        for key, value in values.items():
+            if isinstance(value, dict) and positive_rate(value):
+                return True
+            key = str(key)
+            rate = ("dropout" in key or key.endswith("_pdrop")) and isinstance(value, (int, float))
+            if rate and not isinstance(value, bool) and value > 0:
+                return True
+        return False
+
+    if any(isinstance(module, DROPOUT_MODULES) and module.p > 0 for module in model.modules()):
+        return True
+    config = getattr(model, "config", None)
+    return positive_rate(config.to_dict()) if hasattr(config, "to_dict") else False
+
+
+def one_on_policy_pass(
+    model, batch: Batch, *, mini_batch_rows: int, epochs: int, parallel: DataParallel = SINGLE_PROCESS
+) -> bool:
+    """Whether `policy_update` is one pass at the step's start weights, where its own forward, detached, IS
+    log π_old: one epoch, one mini-batch over every process's rows (`mini_batch_count`), and no dropout in
+    its training-mode forward (`has_active_dropout`). Its log-probs then differ from a separate no-grad
+    scoring pass only by float rounding (micro-batches of other rows, other padding). With several
+    mini-batches or epochs the later ones score with weights already moved, and dropout makes the training
+    forward another function: there π_old needs its own pass."""
+    if epochs != 1 or has_active_dropout(model):
+        return False
+    return mini_batch_count(batch, mini_batch_rows, parallel) == 1
+
+
 def policy_update(
     model,
     optimizer: torch.optim.Optimizer,
@@ -106,8 +152,16 @@ def policy_update(
     vocab_size: int | None = None,
     on_micro_batch=None,
     parallel: DataParallel = SINGLE_PROCESS,
+    old_from_forward: bool = False,
 ) -> dict[str, float]:
     """Optimise `batch` (old/ref/teacher log-probs and advantages already set); returns averaged stats.
+
+    With `old_from_forward` (allowed only where `one_on_policy_pass` holds), π_old of the rows the update
+    passes is its own forward's log-probs, detached, rather than `batch.old_logprobs`: the objective's ratio
+    is then exactly 1 and every term reading π_old (RLSD's shaping, Skill-SD's ρ, a rollout correction) sees
+    the number a separate old pass would give up to float rounding. Those log-probs are written into
+    `batch.old_logprobs` (created as zeros [N, T] if None) for what reads π_old after the update; the
+    entries of rows without gradient are left as they were.
 
     Each epoch shuffles the rows and cuts them into ceil(rows / mini_batch_rows) near-equal mini-batches.
     Under data parallelism `batch` is this process's rows and a mini-batch spans every process: the count
@@ -120,6 +174,12 @@ def policy_update(
     exactly zero, and the mini-batch keeps its normalisers, so the update is the one over every row up to the
     order of float sums. Its `loss/*` and `policy/*` statistics cover the rows with a gradient;
     `update/rows_without_gradient` counts the others (per epoch, over every process)."""
+    num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
+    if old_from_forward and (epochs != 1 or num_mini_batches != 1 or has_active_dropout(model)):
+        raise ValueError(
+            f"old_from_forward needs one on-policy pass (one epoch, one mini-batch, no dropout); got "
+            f"{epochs} epoch(s) of {num_mini_batches} mini-batch(es): score batch.old_logprobs first"
+        )
     model.train()
     device = model_device(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -129,17 +189,19 @@ def policy_update(
     needed = rows_with_gradient(settings, batch.advantages)
     updates = zero_gradient_skips = 0
     tokens_without_gradient = 0.0
-    num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
+    forward_old = torch.zeros(batch.response_mask.shape) if old_from_forward else None  # [N, T]
     for _ in range(epochs):
         order = torch.randperm(len(batch), generator=generator)
         for rows in torch.tensor_split(order, num_mini_batches):
             num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
             with_gradient = needed[rows]
             tokens_without_gradient += float(batch.response_mask[rows[~with_gradient]].sum())
-            mini = batch.select(rows[with_gradient])
+            mini_rows = rows[with_gradient]
+            mini = batch.select(mini_rows)
             optimizer.zero_grad(set_to_none=True)
             for micro_begin in range(0, len(mini), micro_batch_rows):
-                micro = mini.select(slice(micro_begin, micro_begin + micro_batch_rows)).compact().to(device)
+                micro_rows = slice(micro_begin, micro_begin + micro_batch_rows)
+                micro = mini.select(micro_rows).compact().to(device)
                 with bf16_autocast(autocast_bf16, micro.input_ids.device):
                     logprobs, entropy = token_logprobs(
                         model,
@@ -149,9 +211,14 @@ def policy_update(
                         with_entropy=want_entropy,
                     )
                 start = micro.response_start
+                old_logprobs = micro.old_logprobs
+                if forward_old is not None:  # π_old = this forward at the start weights (see above)
+                    old_logprobs = logprobs[:, start:].detach() * micro.response_mask
+                    width = forward_old.shape[1]
+                    forward_old[mini_rows[micro_rows]] = pad_response(old_logprobs.float(), width).cpu()
                 loss, stats = policy_objective(
                     logprobs[:, start:],
-                    micro.old_logprobs,
+                    old_logprobs,
                     micro.ref_logprobs,
                     micro.teacher_logprobs,
                     entropy[:, start:] if entropy is not None else None,
@@ -162,6 +229,7 @@ def policy_update(
                     num_rows=num_rows,
                     step=step,
                     vocab_size=vocab_size,
+                    sampling_logprobs=micro.sampling_logprobs,
                 )
                 loss.backward()
                 tokens = float(micro.response_mask.sum())
@@ -197,6 +265,10 @@ def policy_update(
             updates += 1
     advance_schedule(scheduler)
     model.eval()
+    if forward_old is not None:
+        passed = needed[:, None]  # one epoch, one mini-batch: every row with gradient was passed once
+        earlier = batch.old_logprobs if batch.old_logprobs is not None else torch.zeros_like(forward_old)
+        batch.old_logprobs = torch.where(passed, forward_old, earlier)
     # A process whose share of every mini-batch was empty has no statistics: take the union of the keys.
     keys = sorted({key for keys in parallel.gather(sorted(totals)) for key in keys})
     summed = parallel.sum([totals[key] for key in keys] + [weights[key] for key in keys])

@@ -144,12 +144,17 @@ def test_a_grpo_step_without_reward_signal_skips_the_old_and_update_passes(tmp_p
     assert metrics["update/optimizer_steps"] == 0 and metrics["update/zero_gradient_skips"] == 1
     (metrics,), _ = run(tmp_path / "sdar", "algorithm.method=sdar", "algorithm.kl_coef=0")
     assert metrics["train/advantage_abs_mean"] == 0  # no reward signal either, but a distillation term
-    assert metrics["update/without_gradient"] == 0 and metrics["time/old_s"] > 0
+    assert metrics["update/without_gradient"] == 0 and metrics["update/optimizer_steps"] == 1
+    assert metrics["update/old_from_forward"] == 1 and "time/old_s" not in metrics  # one pass: π_old from it
 
 
-def test_a_grpo_step_scores_old_logprobs_only_of_rows_with_gradient(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mini_batch_rows, from_forward", [(1, 0), (8, 1)])
+def test_a_grpo_step_scores_old_logprobs_only_of_rows_with_gradient(
+    tmp_path, monkeypatch, mini_batch_rows, from_forward
+):
     """Every other row with advantage 0 (GRPO, no KL or entropy term): those rows get no old log-probs (left
-    0) and no update pass; the other rows' old log-probs are the model's."""
+    0) and no update pass; the other rows' old log-probs are the model's, from the old pass (several
+    mini-batches) or from the update's own forward (one)."""
     import sdar.training.trainer as trainer_module
     from sdar.training.update import score_batch
 
@@ -161,19 +166,65 @@ def test_a_grpo_step_scores_old_logprobs_only_of_rows_with_gradient(tmp_path, mo
     seen = {}
     update = Trainer._update
 
-    def scored_then_update(self, batch, step):
+    def scored_then_update(self, batch, step, **options):
         seen["batch"] = batch
         seen["every_row"], _ = score_batch(self.model, batch, micro_batch_rows=len(batch))
-        return update(self, batch, step)
+        return update(self, batch, step, **options)
 
     monkeypatch.setattr(trainer_module, "advantages_from_config", every_other_row)
     monkeypatch.setattr(Trainer, "_update", scored_then_update)
-    (metrics,), _ = run(tmp_path, "algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0")
+    grpo = ["algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0"]
+    (metrics,), _ = run(tmp_path, *grpo, f"trainer.mini_batch_rows={mini_batch_rows}")
+    assert metrics["update/old_from_forward"] == from_forward and ("time/old_s" in metrics) != from_forward
     batch, rows = seen["batch"], seen["batch"].advantages != 0
     assert metrics["update/rows_without_gradient"] == int((~rows).sum()) == len(batch) // 2
     assert metrics["update/without_gradient"] == 0 and metrics["update/optimizer_steps"] >= 1
     assert not batch.old_logprobs[~rows].any()
     torch.testing.assert_close(batch.old_logprobs[rows], seen["every_row"][rows], atol=1e-5, rtol=0)
+
+
+def trained(tmp_path, *overrides) -> tuple[list[dict], dict]:
+    """The metrics of a run and its weights after it."""
+    trainer = Trainer(load_config("smoke", [*FAST, *overrides]), tmp_path / "run")
+    try:
+        history = trainer.train()
+    finally:
+        trainer.close()
+    return history, {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("method", ["sdar", "rlsd"])
+def test_a_one_pass_update_trains_as_with_a_separate_old_pass(tmp_path, monkeypatch, method):
+    """One mini-batch, one epoch: no old pass, π_old from the update's forward; the same two steps with the
+    old pass forced give the same losses (rel 1e-5), weights (1e-6; AdamW lr 1e-4) and samples' gaps."""
+    import sdar.training.trainer as trainer_module
+
+    def with_reward_signal(algorithm, returns, group_index, episode_index=None):
+        return torch.tensor([1.0, -0.5] * len(returns))[: len(returns)]  # the tiny model wins nothing
+
+    monkeypatch.setattr(trainer_module, "advantages_from_config", with_reward_signal)
+    overrides = [f"algorithm.method={method}", "trainer.steps=2", "trainer.save_every=0"]
+    history, weights = trained(tmp_path / "forward", *overrides)
+    monkeypatch.setattr(trainer_module, "one_on_policy_pass", lambda *args, **kwargs: False)
+    old_pass_history, old_pass_weights = trained(tmp_path / "old", *overrides)
+    for metrics, old_pass in zip(history, old_pass_history, strict=True):
+        assert metrics["update/old_from_forward"] == 1 and "time/old_s" not in metrics
+        assert old_pass["update/old_from_forward"] == 0 and old_pass["time/old_s"] > 0
+        assert metrics["loss/policy"] != 0
+        for key in [key for key in old_pass if key.startswith(("loss/", "distill/gap_mean", "rollout/"))]:
+            assert metrics[key] == pytest.approx(old_pass[key], rel=1e-5, abs=1e-6), key
+    for name, value in old_pass_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-6, rtol=0)
+    gaps, old_pass_gaps = (
+        [
+            gap
+            for line in (tmp_path / label / "run" / "samples.jsonl").read_text().splitlines()
+            for turn in json.loads(line)["turns"]
+            for gap in turn["gap"]
+        ]
+        for label in ("forward", "old")
+    )
+    assert gaps and gaps == pytest.approx(old_pass_gaps, abs=2e-4)  # logged rounded to 4 decimals
 
 
 def test_samples_spread_over_the_step_tasks(tmp_path):

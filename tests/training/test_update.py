@@ -2,7 +2,8 @@
 any log-prob: a row scored in a wide batch equals the row scored alone. `trainer.skip_zero_gradient`: a
 mini-batch without gradient leaves AdamW's weights and moments as they were. `update_without_gradient` does
 to the weights, moments and schedule what `policy_update` does on a batch without gradient. The update's
-passes leave out the rows without gradient and make the update the passes over every row make."""
+passes leave out the rows without gradient and make the update the passes over every row make. A one-pass
+update that takes π_old from its own forward makes the update a separate old pass makes."""
 
 import pytest
 import torch
@@ -12,7 +13,14 @@ from sdar.algorithms.objective import settings_from_config
 from sdar.config import load_config
 from sdar.models import load_model
 from sdar.records import Batch, pack_sequences, pad_response
-from sdar.training.update import UpdateState, policy_update, score_batch, update_without_gradient
+from sdar.training.update import (
+    UpdateState,
+    has_active_dropout,
+    one_on_policy_pass,
+    policy_update,
+    score_batch,
+    update_without_gradient,
+)
 
 
 def batch_of(prompts, responses, pad_token_id=0) -> Batch:
@@ -165,3 +173,91 @@ def test_leaving_out_rows_without_gradient_makes_the_update_over_every_row(monke
     assert stats["grad/norm"] == pytest.approx(every_row["grad/norm"], rel=1e-4)
     for name, value in every_row_weights.items():
         torch.testing.assert_close(weights[name], value, atol=1e-6, rtol=0)
+
+
+def one_pass_update(overrides: list[str], old_from_forward: bool, mini_batch_rows: int = 6):
+    """One update of 6 rows of unequal lengths on the tiny model, in micro-batches of 2, with π_old from a
+    separate scoring pass or from the update's own forward: (weights after it, its statistics, the batch)."""
+    config = load_config("smoke", overrides)
+    torch.manual_seed(0)
+    model, _ = load_model(config.model)
+    generator = torch.Generator().manual_seed(11)
+    lengths = [(6, 3), (9, 5), (4, 2), (7, 4), (5, 6), (8, 1)]
+    prompts = [torch.randint(1, 200, (p,), generator=generator).tolist() for p, _ in lengths]
+    responses = [torch.randint(1, 200, (r,), generator=generator).tolist() for _, r in lengths]
+    batch = batch_of(prompts, responses)
+    scored, _ = score_batch(model, batch, micro_batch_rows=4)
+    noise = torch.randn(scored.shape, generator=generator) * batch.response_mask
+    batch.ref_logprobs = scored + 0.1 * noise
+    batch.teacher_logprobs = scored + 0.3 * noise.roll(1, dims=0)
+    batch.sampling_logprobs = scored - 0.8 * noise.abs()  # TIS weights of up to e^0.8 > C = 2: some truncated
+    batch.advantages = torch.tensor([1.0, -0.5, 0.7, 0.0, -1.2, 0.4])
+    if not old_from_forward:
+        batch.old_logprobs = scored
+    # SGD: a step proportional to the gradient, so the weights compare as closely as the gradients do.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    stats = policy_update(
+        model, optimizer, scheduler, batch, settings=settings_from_config(config.algorithm), step=3,
+        mini_batch_rows=mini_batch_rows, micro_batch_rows=2, grad_clip=1.0, epochs=1,
+        generator=torch.Generator().manual_seed(0), state=UpdateState(), max_bad_updates=3,
+        vocab_size=model.config.vocab_size, old_from_forward=old_from_forward,
+    )  # fmt: skip
+    weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return weights, stats, batch
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algorithm.method=grpo"],  # KL and entropy terms on
+        ["algorithm.method=sdar", "algorithm.gate=soft_or"],
+        ["algorithm.method=skill_sd"],  # ρ = exp(logprobs − old) carries gradient
+        ["algorithm.method=rlsd"],  # shaping reads teacher − old
+        ["algorithm.method=grpo", "algorithm.rollout_correction=tis"],  # weights read old − sampler
+    ],
+)
+def test_pi_old_from_the_update_forward_makes_the_update_a_separate_old_pass_makes(overrides):
+    """Both paths give the same weights to 1e-6 (SGD, lr 0.1; the scoring and training forwards differ only
+    in float rounding), the same statistics to 1e-5, and the update leaves the old pass's π_old behind."""
+    weights, stats, batch = one_pass_update(overrides, old_from_forward=False)
+    forward_weights, forward_stats, forward_batch = one_pass_update(overrides, old_from_forward=True)
+    assert stats["grad/norm"] > 1e-3  # the weights moved: SGD, lr 0.1
+    for name, value in weights.items():
+        torch.testing.assert_close(forward_weights[name], value, atol=1e-6, rtol=0)
+    assert forward_stats.keys() == stats.keys()
+    for key, value in stats.items():
+        assert forward_stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert forward_stats["policy/ratio_mean"] == 1.0  # the ratio against its own detached forward
+    torch.testing.assert_close(forward_batch.old_logprobs, batch.old_logprobs, atol=1e-5, rtol=0)
+    assert not forward_batch.old_logprobs[~batch.response_mask].any()
+
+
+def test_the_update_forward_fills_only_the_rows_it_passes():
+    """GRPO without KL or entropy: rows with advantage 0 get no pass; their π_old stays as it was."""
+    overrides = ["algorithm.method=grpo", "algorithm.kl_coef=0", "algorithm.entropy_coef=0"]
+    _, _, batch = one_pass_update(overrides, old_from_forward=False)
+    _, stats, forward_batch = one_pass_update(overrides, old_from_forward=True)
+    assert stats["update/rows_without_gradient"] == 1
+    assert not forward_batch.old_logprobs[3].any()  # advantage 0: no pass
+    rows = batch.advantages != 0
+    torch.testing.assert_close(forward_batch.old_logprobs[rows], batch.old_logprobs[rows], atol=1e-5, rtol=0)
+
+
+def test_pi_old_from_the_update_forward_is_refused_where_it_is_not_pi_old():
+    with pytest.raises(ValueError, match="one on-policy pass"):
+        one_pass_update(["algorithm.method=grpo"], old_from_forward=True, mini_batch_rows=3)
+
+
+def test_one_on_policy_pass_needs_one_epoch_one_mini_batch_and_no_dropout():
+    model, _ = load_model(load_config("smoke").model)
+    batch = batch_of([[5, 6]] * 4, [[1, 2]] * 4)
+    assert one_on_policy_pass(model, batch, mini_batch_rows=4, epochs=1)
+    assert not one_on_policy_pass(model, batch, mini_batch_rows=3, epochs=1)  # 2 mini-batches
+    assert not one_on_policy_pass(model, batch, mini_batch_rows=4, epochs=2)
+    assert not has_active_dropout(model)
+    model.config.attention_dropout = 0.1  # applied by rate inside the attention, without a module
+    assert has_active_dropout(model) and not one_on_policy_pass(model, batch, mini_batch_rows=4, epochs=1)
+    adapters = load_config("smoke", ["model.lora_rank=4", "model.lora_dropout=0.1"]).model
+    assert has_active_dropout(load_model(adapters)[0])
+    assert not has_active_dropout(load_model(load_config("smoke", ["model.lora_rank=4"]).model)[0])
