@@ -67,6 +67,15 @@ class GenerationBackend(Protocol):
         """Shut the backend down (engine processes, temporary files); idempotent."""
 
 
+def check_request(prompts: list[list[int]], max_new_tokens: int) -> bool:
+    """Refuse what no backend can sample (an empty prompt, no new token); False when there is no prompt."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if any(len(prompt) == 0 for prompt in prompts):
+        raise ValueError("every prompt needs at least one token")
+    return bool(prompts)
+
+
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """[B, V] logits -> [B, V] with -inf outside the nucleus: the fewest top tokens whose mass reaches top_p.
 
@@ -151,11 +160,7 @@ class HFBackend:
         stop_strings: Sequence[str] = (),
         seed: int | None = None,
     ) -> list[Generation]:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if any(len(prompt) == 0 for prompt in prompts):
-            raise ValueError("every prompt needs at least one token")
-        if not prompts:
+        if not check_request(prompts, max_new_tokens):
             return []
         generator = self._generator
         if seed is not None:

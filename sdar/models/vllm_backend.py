@@ -38,7 +38,7 @@ import torch
 
 from sdar.errors import ActionableError
 from sdar.models.export import merged_weights
-from sdar.models.generation import Generation, eos_token_ids
+from sdar.models.generation import Generation, check_request, eos_token_ids
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 WORKER_EXTENSION = "sdar.models.vllm_worker.WeightLoader"
@@ -310,11 +310,7 @@ class VLLMBackend:
         stop_strings: Sequence[str] = (),
         seed: int | None = None,
     ) -> list[Generation]:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if any(len(prompt) == 0 for prompt in prompts):
-            raise ValueError("every prompt needs at least one token")
-        if not prompts:
+        if not check_request(prompts, max_new_tokens):
             return []
         if self._asleep:
             raise VLLMBackendError("the vLLM engine is asleep: call load_weights(model) before generating")
