@@ -111,6 +111,11 @@ class VLLMConfig(_Section):
     gpu_memory_utilization: float = bounded(0.4, high=1.0, above=0.0)
     # CPU: the KV cache, in GiB (vLLM's CPU backend has no memory profiling to size it from).
     cpu_kv_cache_gb: float = bounded(2.0, above=0.0)
+    # CPU: the cores the engine's worker computes on. "all" = every core this process may use (the trainer
+    # waits while the engine samples; on 2 cores 3x HF's speed instead of 2.4x, benchmarks/README.md);
+    # "auto" = vLLM's own binding, which keeps one core for its scheduler; or a list such as "0-7". The
+    # VLLM_CPU_OMP_THREADS_BIND variable, when set, wins.
+    cpu_cores: str = "all"
     tensor_parallel_size: int = bounded(1, 1)
     max_model_len: int = bounded(0, 0, help="0 = rollout.max_prompt_tokens + rollout.max_new_tokens")
     # No torch.compile / CUDA graphs: the engine starts in seconds instead of minutes (on this CPU ~20 s vs

@@ -123,6 +123,18 @@ def check_cpu_kv_cache(config, dtype: torch.dtype, max_model_len: int, cache_gb:
         )
 
 
+def _core_ranges(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (the form VLLM_CPU_OMP_THREADS_BIND takes)."""
+    ranges, start = [], None
+    for index, core in enumerate(cores):
+        if start is None:
+            start = core
+        if index + 1 == len(cores) or cores[index + 1] != core + 1:
+            ranges.append(str(start) if start == core else f"{start}-{core}")
+            start = None
+    return ",".join(ranges)
+
+
 def _child_processes() -> dict:
     import psutil
 
@@ -176,7 +188,7 @@ class VLLMBackend:
         try:
             engine_dir = self._write_engine_dir(model, tokenizer)
             before = _child_processes()
-            with _only_gpu(next(model.parameters()).device):
+            with _only_gpu(next(model.parameters()).device), self._cpu_binding():
                 self.llm = self._start(vllm, engine_dir, max_model_len, seed)
             self._engine_processes = [p for pid, p in _child_processes().items() if pid not in before]
             self.load_weights(model)
@@ -193,6 +205,30 @@ class VLLMBackend:
             base.generation_config.save_pretrained(engine_dir)
         tokenizer.save_pretrained(engine_dir)
         return engine_dir
+
+    @contextlib.contextmanager
+    def _cpu_binding(self):
+        """The engine's processes, started inside, bind their threads as `rollout.vllm.cpu_cores` says."""
+        cores = self.options.cpu_cores
+        if self.on_gpu or cores == "auto" or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+            yield
+            return
+        if cores == "all":
+            if self.options.tensor_parallel_size > 1:  # one core list per rank: vLLM's auto binding does it
+                yield
+                return
+            cores = _core_ranges(sorted(os.sched_getaffinity(0)))
+        variables = {"VLLM_CPU_OMP_THREADS_BIND": cores, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def _start(self, vllm, engine_dir: Path, max_model_len: int, seed: int):
         options = self.options
