@@ -73,6 +73,7 @@ def main() -> None:
     )
     parser.add_argument("--vllm-dtype", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--vllm-compile", action="store_true", help="backends: torch.compile the vLLM model")
+    parser.add_argument("--vllm-cores", default="all", help="backends: rollout.vllm.cpu_cores")
     args = parser.parse_args()
     if args.compare == "backends":
         torch.set_num_threads(args.threads)
@@ -168,6 +169,7 @@ def compare_backends(args) -> None:
         "sft.warm_start=false",  # the shape is what matters here, not the warm start's skill
         f"rollout.vllm.dtype={args.vllm_dtype}",
         f"rollout.vllm.enforce_eager={not args.vllm_compile}",
+        f"rollout.vllm.cpu_cores={args.vllm_cores}",
     ]
     config = load_config("quickstart", overrides)
     model, tokenizer = load_model(config.model)
@@ -192,7 +194,8 @@ def compare_backends(args) -> None:
         f"quickstart shape: {config.model.name} LoRA r={config.model.lora_rank} ({config.model.dtype}), "
         f"{rollout.tasks_per_step} task x G={rollout.group_size}, <= {config.env.max_turns} turns x "
         f"{rollout.max_new_tokens} tokens; vLLM {args.vllm_dtype} "
-        f"{'compiled' if args.vllm_compile else 'eager'}; {args.threads} torch thread(s) here"
+        f"{'compiled' if args.vllm_compile else 'eager'}, cores {args.vllm_cores}; "
+        f"{args.threads} torch thread(s) here"
     )
     try:
         with EnvPool(env_factory(config.env), num_slots=slots, num_workers=config.env.workers) as pool:
