@@ -181,10 +181,10 @@ class VLLMBackend:
         self._asleep = False
         self.llm = None
         self._engine_processes = []
-        self._scratch = Path(tempfile.mkdtemp(prefix="sdar-vllm-", dir=_shared_memory_dir()))
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         if not self.on_gpu:
             check_cpu_kv_cache(base.config, self.dtype, max_model_len, options.cpu_kv_cache_gb)
+        self._scratch = Path(tempfile.mkdtemp(prefix="sdar-vllm-", dir=_shared_memory_dir()))
         try:
             engine_dir = self._write_engine_dir(model, tokenizer)
             before = _child_processes()
