@@ -55,8 +55,9 @@ class VLLMBackendError(ActionableError):
 
 
 def import_vllm():
-    # vLLM's INFO lines would break up sdar's progress display; VLLM_LOGGING_LEVEL=INFO brings them back
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # vLLM's INFO and WARNING lines (thread binding, CPU kernels, settings it disapproves of that the tests
+    # show correct) would bury sdar's progress display; VLLM_LOGGING_LEVEL=WARNING or INFO brings them back.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     try:
         import vllm
     except ImportError as error:
