@@ -64,3 +64,12 @@ def test_a_killed_vllm_run_resumes_to_the_uninterrupted_result(tmp_path):
     final = [load_file(latest_checkpoint(tmp_path / name) / WEIGHTS) for name in ("whole", "piece")]
     for name, tensor in final[0].items():
         torch.testing.assert_close(final[1][name], tensor, rtol=0, atol=0)
+
+
+def test_chat_through_vllm_answers_as_the_hf_backend_does(capsys):
+    replies = {}
+    for backend in ("hf", "vllm"):
+        command = ["chat", "find the mug", "--model", "tiny", "--backend", backend, "--max-new-tokens", "8"]
+        assert main(command) == 0
+        replies[backend] = capsys.readouterr().out
+    assert replies["vllm"] == replies["hf"]  # greedy: the same reply from either backend
