@@ -61,8 +61,12 @@ def test_a_killed_vllm_run_resumes_to_the_uninterrupted_result(tmp_path):
     config.write_text(config.read_text().replace("steps: 1\n", "steps: 2\n", 1))
     assert main(["train", "--resume", str(tmp_path / "piece")]) == 0
     whole, resumed = metrics_of(tmp_path / "whole"), metrics_of(tmp_path / "piece")
-    for key in ("loss/policy", "train/won_rate", "train/generated_tokens", "rollout/logprob_abs_diff_mean"):
+    for key in ("loss/policy", "train/won_rate", "train/generated_tokens"):  # the same tokens were sampled
         assert [m.get(key) for m in resumed] == [m.get(key) for m in whole], key
+    # The engine's own log-probs only within float noise: vLLM's CPU kernels on several threads do not fix
+    # their summation order (measured: 5e-9 apart).
+    diffs = [[m["rollout/logprob_abs_diff_mean"] for m in run] for run in (resumed, whole)]
+    torch.testing.assert_close(diffs[0], diffs[1], rtol=0, atol=1e-7)
     final = [load_file(latest_checkpoint(tmp_path / name) / WEIGHTS) for name in ("whole", "piece")]
     for name, tensor in final[0].items():
         torch.testing.assert_close(final[1][name], tensor, rtol=0, atol=0)
