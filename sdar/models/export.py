@@ -34,9 +34,12 @@ def merged_weights(model, dtype: torch.dtype | None = None) -> dict[str, torch.T
             if ".lora_" in name:
                 continue
             name = name.replace(".base_layer.", ".")
-            merged = tensor.detach().to("cpu", copy=True)
-            if name in deltas:
-                merged += deltas.pop(name).detach().to(merged.device, merged.dtype)
+            delta = deltas.pop(name, None)
+            if delta is None:  # one copy, cast on the way (this runs after every update)
+                weights[name] = tensor.detach().to("cpu", dtype=dtype or tensor.dtype, copy=True)
+                continue
+            merged = tensor.detach().to("cpu", copy=True)  # W + ΔW at W's precision, then cast
+            merged += delta.detach().to(merged.device, merged.dtype)
             weights[name] = merged if dtype is None else merged.to(dtype)
     if deltas:
         raise RuntimeError(f"LoRA layers without a base weight to merge into: {sorted(deltas)[:3]}")

@@ -26,6 +26,7 @@ episode share their history. It is reset whenever the weights change.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -40,6 +41,7 @@ from sdar.errors import ActionableError
 from sdar.models.export import merged_weights
 from sdar.models.generation import Generation, check_request, eos_token_ids
 
+logger = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 WORKER_EXTENSION = "sdar.models.vllm_worker.WeightLoader"
 RESUME_HINT = "A training run's checkpoints are intact: `sdar train --resume RUN_DIR` goes on from the last."
@@ -291,8 +293,10 @@ class VLLMBackend:
     def close(self) -> None:
         llm, self.llm = self.llm, None
         if llm is not None:
-            with contextlib.suppress(Exception):
+            try:
                 llm.llm_engine.engine_core.shutdown()
+            except Exception as error:  # a dead engine cannot shut down cleanly; what is left still goes
+                logger.warning("the vLLM engine did not shut down cleanly: %s", error)
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _call(self, method, *args, **kwargs):

@@ -175,7 +175,9 @@ def policy_update(
     order of float sums. Its `loss/*` and `policy/*` statistics cover the rows with a gradient;
     `update/rows_without_gradient` counts the others (per epoch, over every process)."""
     num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
-    if old_from_forward and (epochs != 1 or num_mini_batches != 1 or has_active_dropout(model)):
+    if old_from_forward and not one_on_policy_pass(
+        model, batch, mini_batch_rows=mini_batch_rows, epochs=epochs, parallel=parallel
+    ):
         raise ValueError(
             f"old_from_forward needs one on-policy pass (one epoch, one mini-batch, no dropout); got "
             f"{epochs} epoch(s) of {num_mini_batches} mini-batch(es): score batch.old_logprobs first"
