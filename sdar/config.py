@@ -118,8 +118,8 @@ class VLLMConfig(_Section):
     cpu_cores: str = "all"
     tensor_parallel_size: int = bounded(1, 1)
     max_model_len: int = bounded(0, 0, help="0 = rollout.max_prompt_tokens + rollout.max_new_tokens")
-    # No torch.compile / CUDA graphs: the engine starts in seconds instead of minutes (on this CPU ~20 s vs
-    # 100-230 s) and decodes somewhat slower (benchmarks/rollout_throughput.py).
+    # No torch.compile / CUDA graphs: on this CPU the engine starts in ~22 s instead of ~109 s and decodes
+    # no slower (benchmarks/README.md, rollout_throughput.py --compare backends).
     enforce_eager: bool = True
     # The G episodes of a group share their first prompt and an episode's turns share their history.
     prefix_caching: bool = True
