@@ -7,13 +7,17 @@ filters by source, task type and outcome, and colours each response token by its
 
 Model and env text is untrusted: the data goes into the page only as JSON inside
 `<script type="application/json">` with `<`, `>`, `&` (and U+2028/9) written as `\\uXXXX` escapes, so no text
-can close the script element, and the page's script only renders it with textContent.
+can close the script element, and the page's script only renders it with textContent. JSON has no NaN or
+Infinity (Python's json writes bare `NaN`, which a browser's JSON.parse refuses, blanking the page), so each
+non-finite number is embedded as `{"$number": "NaN" | "Infinity" | "-Infinity"}` and the page revives it as
+the number, which then prints as that text.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -21,12 +25,23 @@ from pathlib import Path
 from sdar.config import ConfigError
 from sdar.evaluation.panels import TASK_TYPE_LABELS
 
+NON_FINITE_TAG = "$number"  # viewer.html's reviver knows this key
 JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 # |Δ| (nats) drawn at full colour: the teacher finds the token e times more (green) or less (red) likely than
 # the student does. A fixed scale, so that pages of different runs and steps compare; not a percentile of the
 # data, since in real runs most reply tokens have Δ ≈ 0 (SmolLM2 on ALFWorld: 95 % under 0.002 nats, the rest
 # up to several nats): at the 95th percentile, a token 0.002 nats apart drew as strongly as one 3 nats apart.
 DEFAULT_GAP_SCALE = 1.0
+
+
+def _non_finite_name(value: float) -> str:
+    """JavaScript's spelling of a non-finite number: what String(x) prints in the page."""
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _shown(value) -> str:
+    """Text of a value in a label, a non-finite number spelled as the page spells it."""
+    return _non_finite_name(value) if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
 def _task_label(task_type: str | None) -> str:
@@ -74,7 +89,7 @@ def training_episodes(samples: list[dict]) -> list[dict]:
         episodes.append(
             {
                 "source": "train",
-                "label": f"train step {step}",
+                "label": f"train step {_shown(step)}",
                 "step": step,
                 "task_id": str(sample.get("task_id", "")),
                 "task_type": str(sample.get("task_type") or "unknown"),
@@ -121,7 +136,7 @@ def evaluation_episodes(label: str, records: list[dict]) -> list[dict]:
         episodes.append(
             {
                 "source": f"eval {label}",
-                "label": f"eval {label} · seed {record.get('seed')}",
+                "label": f"eval {label} · seed {_shown(record.get('seed'))}",
                 "step": None,
                 "task_id": str(record.get("task_key") or record.get("task_id", "")),
                 "task_type": str(record.get("task_type") or "unknown"),
@@ -148,16 +163,28 @@ def select_evenly(episodes: list, limit: int) -> list:
     return [episodes[round(i * (len(episodes) - 1) / (limit - 1))] for i in range(limit)]
 
 
+def _tag_non_finite(value):
+    """The value with every non-finite float (at any depth) replaced by {NON_FINITE_TAG: its JS spelling}."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {NON_FINITE_TAG: _non_finite_name(value)}
+    if isinstance(value, dict):
+        return {key: _tag_non_finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_non_finite(item) for item in value]
+    return value
+
+
 def embed_json(data) -> str:
-    """JSON that is inert inside a <script> element: `<`, `>`, `&`, U+2028/9 as \\u escapes."""
-    text = json.dumps(data, ensure_ascii=False)
+    """Strict JSON that is inert inside a <script> element: `<`, `>`, `&`, U+2028/9 as \\u escapes, each
+    non-finite number as {"$number": "NaN" | "Infinity" | "-Infinity"} (the page revives it)."""
+    text = json.dumps(_tag_non_finite(data), ensure_ascii=False, allow_nan=False)
     return re.sub("[<>&\u2028\u2029]", lambda match: JSON_ESCAPES[match.group(0)], text)
 
 
 def render_viewer(episodes: list[dict], title: str, *, gap_scale: float = DEFAULT_GAP_SCALE) -> str:
     """The page: the template with its title (HTML-escaped) and data (embedded JSON) filled in; tokens with
     |Δ| >= gap_scale (nats) draw at full colour."""
-    if not gap_scale > 0:
+    if not (math.isfinite(gap_scale) and gap_scale > 0):
         raise ConfigError(f"gap scale {gap_scale}: it must be a positive number of nats (default 1)")
     template = resources.files("sdar.evaluation").joinpath("viewer.html").read_text(encoding="utf-8")
     data = {"title": title, "gap_scale": gap_scale, "episodes": episodes}

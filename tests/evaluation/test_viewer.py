@@ -219,3 +219,61 @@ def test_viewer_renders_and_runs_no_injected_script(hostile_run, chromium, tmp_p
     assert "<img src=" not in dom and "<svg" not in dom  # no element was built from data
     shot = chromium.screenshot(hostile_run, tmp_path / "viewer.png")
     chromium.assert_nontrivial_png(shot, min_colours=50)
+
+
+# ---- non-finite numbers (JSON has no NaN or Infinity) -----------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+def non_finite_run(tmp_path):
+    """A run whose samples.jsonl and eval episodes.jsonl carry NaN and ±Infinity in its numeric fields
+    (json.dumps writes them as the bare words NaN / Infinity, as Python's json does by default)."""
+    first = sample(step=1, reply="abcdefghijklmnopqrst", gap=(NAN, INF, -INF))
+    turn = first["turns"][0]
+    turn.update(gate=[NAN, INF, 0.5], env_reward=NAN, reward=-INF, advantage=NAN)
+    turn.update(old_logprobs=[NAN, -INF, -0.5], teacher_logprobs=[-INF, 0.0, NAN])
+    first["return"] = INF
+    second = sample(step=2, won=True, reply="second episode reply")
+    second["turns"][0].update(reward=INF, advantage=-INF, gate=[INF, -INF, NAN])
+    record = {"seed": NAN, "task_id": "t", "task_type": "pick_two_obj_and_place", "won": False,
+              "return": -INF, "turns": INF, "actions": ["look"], "replies": ["third reply"]}  # fmt: skip
+    return write_run(tmp_path, [first, second], [record])
+
+
+def test_embedded_json_writes_non_finite_numbers_as_strict_json_tags():
+    data = {"a": [NAN, INF, -INF, 1.5], "b": {"c": (INF,)}, "text": "NaN"}
+    embedded = embed_json(data)
+
+    def refuse(word):
+        raise AssertionError(f"bare {word} in the embedded JSON")
+
+    decoded = json.loads(embedded, parse_constant=refuse)  # strict JSON: what a browser's JSON.parse reads
+    assert decoded == {
+        "a": [{"$number": "NaN"}, {"$number": "Infinity"}, {"$number": "-Infinity"}, 1.5],
+        "b": {"c": [{"$number": "Infinity"}]},
+        "text": "NaN",
+    }
+
+
+def test_labels_spell_non_finite_numbers_as_the_page_does():
+    (train,) = training_episodes([{"step": NAN, "turns": []}])
+    (evaluation,) = evaluation_episodes("final", [{"seed": -INF}])
+    assert train["label"] == "train step NaN" and evaluation["label"] == "eval final · seed -Infinity"
+
+
+@pytest.mark.slow
+def test_viewer_shows_every_episode_and_non_finite_numbers_as_text(tmp_path, chromium):
+    run = non_finite_run(tmp_path)
+    with pytest.warns(UserWarning, match="torn"):
+        path, count = write_viewer(run)
+    assert count == 3
+    dom = chromium.dump_dom(path)
+    assert "3 of 3 episodes" in dom  # the data parsed and the script ran to the end
+    for label in ("train step 1 · Pick", "train step 2 · Pick", "eval final · seed NaN · Pick2"):
+        assert f"<span>{label}</span>" in dom
+    # the first episode, shown: its return, rewards, advantage and the per-token gap/gate titles
+    assert "lost · 1 turn(s) · return Infinity" in dom
+    assert "env reward NaN · row reward -Infinity · advantage NaN" in dom
+    titles = re.findall(r'<span title="([^"]*)"', dom)
+    assert titles == ["gap NaN, gate NaN", "gap Infinity, gate Infinity", "gap -Infinity, gate 0.5000"]
+    assert "abcdefgh" in dom and "ijklmnop" in dom and "qrst" in dom  # every token of the reply
