@@ -2,9 +2,10 @@
 
 Order of preparation: weights in the chosen dtype -> device -> gradient checkpointing -> LoRA adapters, and a
 tokenizer with a pad token, `padding_side="left"` (what batched generation needs; training code that wants
-right padding sets it itself) and a chat template. Nothing is downloaded unless the caller allows it: a
-Hugging Face id that is not in the local cache fails at once with a message saying what to use instead,
-rather than retrying the network for ~50 s.
+right padding sets it itself) and a chat template. A Hugging Face id is read from the local Hugging Face cache
+and, online, downloaded into it by transformers as usual; offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE) an
+id missing from the cache fails at once with a message naming the command that fetches it, rather than
+retrying the network for ~50 s.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ class ModelUnavailableError(ConfigError):
     """`model.name` names a model that cannot be loaded here (not cached, offline, or no such folder)."""
 
 
-def load_model(config: ModelConfig, *, device=None, allow_download: bool = False):
+def load_model(config: ModelConfig, *, device=None):
     """ModelConfig -> (model in eval mode, tokenizer); the model is a PeftModel when `lora_rank > 0`.
 
     device: None keeps the weights on the CPU; anything `torch.device` accepts moves them there.
-    allow_download: let transformers fetch a Hugging Face id missing from the local cache (never in tests).
     """
     from transformers.utils import logging as transformers_logging
 
@@ -49,7 +49,7 @@ def load_model(config: ModelConfig, *, device=None, allow_download: bool = False
     elif config.name == TINY_NAME:
         model, tokenizer = build_tiny_model(seed=0).to(dtype), build_tiny_tokenizer()
     else:
-        model, tokenizer = _from_name(config.name, dtype, config.trust_remote_code, allow_download)
+        model, tokenizer = _from_name(config.name, dtype, config.trust_remote_code)
     prepare_tokenizer(tokenizer, model)
     if config.chat_template_kwargs:
         fix_chat_template_variables(tokenizer, config.chat_template_kwargs)
@@ -71,8 +71,8 @@ def _from_directory(directory: Path, dtype: torch.dtype, trust_remote_code: bool
     return model.eval(), tokenizer
 
 
-def _from_name(name: str, dtype: torch.dtype, trust_remote_code: bool, allow_download: bool):
-    """A local folder, or a Hugging Face id read from the local cache (downloaded only if allowed)."""
+def _from_name(name: str, dtype: torch.dtype, trust_remote_code: bool):
+    """A local folder, or a Hugging Face id: from the local cache, downloaded into it unless offline."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(name).expanduser()
@@ -83,27 +83,34 @@ def _from_name(name: str, dtype: torch.dtype, trust_remote_code: bool, allow_dow
             f"model.name={name!r} looks like a folder but no such folder exists; "
             f"give an existing model folder, or model.name=smollm2-135m for the embedded model"
         )
-    offline = _offline()
-    local_only = offline or not allow_download
-    options = dict(local_files_only=local_only, trust_remote_code=trust_remote_code)
+    offline = hub_offline()
+    options = dict(local_files_only=offline, trust_remote_code=trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **options)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **options)
-    except OSError:  # transformers' way of saying the files are not available locally
-        if not local_only:
-            raise
-        reason = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if offline else "allow_download=False"
+    except OSError as error:  # transformers' way of saying the files could not be found or fetched
+        if offline:
+            raise ModelUnavailableError(
+                f"model.name={name!r} is not in the local Hugging Face cache and downloads are off "
+                f"(HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set): fetch it into the cache while online with "
+                f"`hf download {name}`, or unset HF_HUB_OFFLINE to download it now, or use a model folder "
+                f"(model.name=/path/to/model) or a built-in model: {', '.join(BUILT_IN_NAMES)}"
+            ) from None
+        reason = " ".join(str(error).split())[:400] or type(error).__name__  # one line, as the CLI prints it
         raise ModelUnavailableError(
-            f"model.name={name!r} is not in the local Hugging Face cache, and models cannot be downloaded "
-            f"here ({reason}). Use a local model folder (model.name=/path/to/model, e.g. made elsewhere with "
-            f"`hf download {name} --local-dir DIR`) or a built-in model: "
-            f"{', '.join(BUILT_IN_NAMES)} (smollm2-135m is the embedded SmolLM2-135M-Instruct)"
+            f"model.name={name!r} could not be loaded from the Hugging Face Hub: {reason} (check the id, the "
+            f"network, and HF_TOKEN for a gated model)"
         ) from None
     return model.eval(), tokenizer
 
 
-def _offline() -> bool:
-    return any(os.environ.get(flag, "").lower() in ("1", "true", "yes", "on") for flag in _OFFLINE_FLAGS)
+def hub_offline() -> bool:
+    """True when Hugging Face downloads are off: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set now, or set when
+    huggingface_hub was imported (it reads them once, then refuses every request)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(flag, "").lower() in ("1", "true", "yes", "on") for flag in _OFFLINE_FLAGS)
+    return any(flags) or constants.is_offline_mode()
 
 
 _OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
