@@ -95,6 +95,12 @@ class EnvConfig(_Section):
     invalid_penalty: float = bounded(0.1, 0.0)
     workers: int = bounded(1, 0, help="env worker processes (0 = in the trainer's process, no hang guard)")
     step_timeout_s: float = bounded(60.0, 0.1)
+    # Who runs the `workers` env workers: local processes, or Ray actors spread over a Ray cluster's machines
+    # (needs `pip install 'sdar[ray]'`; docs/env-workers.md).
+    executor: str = choice("processes", ("processes", "ray"), "env worker executor")
+    # The Ray cluster of `executor: ray`: "" = ray.init() (join the local instance or start one); "auto" or
+    # "host:port" = join that cluster's head (started with `ray start --head`).
+    ray_address: str = ""
     options: dict = field(default_factory=dict)  # env-specific knobs, validated by the env itself
 
 

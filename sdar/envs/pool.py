@@ -18,6 +18,10 @@ for debugging and for envs that are too cheap to be worth a process. `num_worker
 started with `spawn` (or `forkserver`): never `fork`, which would copy a parent that may hold torch threads.
 `env_factory` must be picklable (a module-level class or function, or a functools.partial of one). The pool
 is a context manager, closes itself at interpreter exit, and reaps every worker it started.
+
+`SlotPool` holds the batched API and the bookkeeping above; `sdar.envs.ray_pool.RayEnvPool` runs the same
+slots on Ray actors instead of processes, with the same guarantees. `make_env_pool(config.env, slots)` builds
+the one `env.executor` names (docs/env-workers.md).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait
 
+from sdar.config import ConfigError
+from sdar.envs import env_factory
 from sdar.envs.base import StepResult, Task, TextEnv
 
 logger = logging.getLogger(__name__)
@@ -69,7 +75,7 @@ def _run_call(env: TextEnv, method: str, args: tuple):
     return getattr(env, method)(*args)
 
 
-class _SlotEnvs:
+class SlotEnvs:
     """The envs of one worker (or of the in-process pool), one per slot, rebuilt after a failure."""
 
     def __init__(self, env_factory: Callable[[], TextEnv]):
@@ -118,7 +124,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _worker_main(connection, env_factory: Callable[[], TextEnv], parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    envs = _SlotEnvs(env_factory)
+    envs = SlotEnvs(env_factory)
     try:
         while True:
             try:
@@ -171,39 +177,25 @@ def _shutdown(workers: list[_Worker | None]) -> None:
     workers.clear()
 
 
-class EnvPool:
-    """`num_slots` envs from `env_factory`, run by `num_workers` processes (0 = in this process)."""
+class SlotPool:
+    """The batched API both executors share (this module's processes, `RayEnvPool`'s Ray actors).
 
-    def __init__(
-        self,
-        env_factory: Callable[[], TextEnv],
-        num_slots: int,
-        num_workers: int = 1,
-        timeout_s: float = 60.0,
-        start_method: str = "spawn",
-    ):
+    Slot s lives in worker s % W; answers come back in the order asked; a slot whose worker was lost fails
+    until it is reset. A subclass runs each worker's calls (`_run`), replaces a lost worker
+    (`_replace_worker`) and stops them all (`_shutdown`).
+    """
+
+    def __init__(self, num_slots: int, num_workers: int, timeout_s: float):
         if num_slots < 1 or num_workers < 0 or timeout_s <= 0:
             raise ValueError(
                 f"need num_slots >= 1, num_workers >= 0, timeout_s > 0; got "
                 f"{num_slots}, {num_workers}, {timeout_s}"
             )
-        if start_method not in ("spawn", "forkserver"):
-            raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
-        self.env_factory = env_factory
         self.num_slots = num_slots
         self.num_workers = min(num_workers, num_slots)
         self.timeout_s = timeout_s
         self.restarts = 0
         self._lost: dict[int, str] = {}  # slot -> why its episode state is gone
-        self._call_id = (
-            0  # tags each batch, so answers of an interrupted call are never taken for a later one
-        )
-        self._local = _SlotEnvs(env_factory) if self.num_workers == 0 else None
-        self._context = multiprocessing.get_context(start_method)
-        self._workers: list[_Worker | None] = [
-            _Worker(self._context, env_factory) for _ in range(self.num_workers)
-        ]
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
         self._closed = False
 
     # ---- batched API -------------------------------------------------------------------------------------
@@ -254,6 +246,19 @@ class EnvPool:
         self._check_slot(slot)
         return SlotEnv(self, slot)
 
+    def close(self) -> None:
+        """Stop every worker and close its envs. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # ---- machinery ---------------------------------------------------------------------------------------
     def _check_slot(self, slot: int) -> None:
         if not 0 <= slot < self.num_slots:
@@ -262,32 +267,81 @@ class EnvPool:
     def _call_many(self, calls: Sequence[tuple[int, str, tuple]], timeout_s: float | None) -> list[tuple]:
         """One (ok, value-or-reason) per call, in order."""
         if self._closed:
-            raise RuntimeError("this EnvPool is closed")
+            raise RuntimeError(f"this {type(self).__name__} is closed")
         for slot, _, _ in calls:
             self._check_slot(slot)
         outcomes: list[tuple | None] = [None] * len(calls)
-        pending: dict[int, set[int]] = {}
-        batches: dict[int, list] = {}
+        batches: dict[int, list] = {}  # worker -> [(index, slot, method, args)], in the order asked
         for index, (slot, method, args) in enumerate(calls):
             if slot in self._lost and method not in _NEEDS_NO_EPISODE:
                 outcomes[index] = (False, self._lost[slot])
                 continue
-            if self._local is not None:
-                outcomes[index] = self._local.call(slot, method, args)
-                continue
-            worker = slot % self.num_workers
+            worker = slot % self.num_workers if self.num_workers else 0
             batches.setdefault(worker, []).append((index, slot, method, args))
-            pending.setdefault(worker, set()).add(index)
+        self._run(batches, outcomes, calls, self.timeout_s if timeout_s is None else timeout_s)
+        return outcomes
+
+    def _run(self, batches: dict[int, list], outcomes: list, calls, timeout_s: float) -> None:
+        """Fill outcomes[index] for every (index, slot, method, args) of every worker's batch."""
+        raise NotImplementedError
+
+    def _fail_worker(
+        self, worker: int, pending: dict[int, Iterable[int]], outcomes: list, reason: str
+    ) -> None:
+        """Fail the worker's unanswered calls, mark its slots' episodes lost, start a fresh worker."""
+        logger.warning("%s; restarting it", reason)
+        for index in pending.pop(worker, ()):
+            outcomes[index] = (False, reason)
+        for slot in range(worker, self.num_slots, self.num_workers):
+            self._lost[slot] = f"episode state lost: {reason}"
+        self._replace_worker(worker)
+        self.restarts += 1
+
+    def _replace_worker(self, worker: int) -> None:
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+
+class EnvPool(SlotPool):
+    """`num_slots` envs from `env_factory`, run by `num_workers` processes (0 = in this process)."""
+
+    def __init__(
+        self,
+        env_factory: Callable[[], TextEnv],
+        num_slots: int,
+        num_workers: int = 1,
+        timeout_s: float = 60.0,
+        start_method: str = "spawn",
+    ):
+        super().__init__(num_slots, num_workers, timeout_s)
+        if start_method not in ("spawn", "forkserver"):
+            raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
+        self.env_factory = env_factory
+        self._call_id = (
+            0  # tags each batch, so answers of an interrupted call are never taken for a later one
+        )
+        self._local = SlotEnvs(env_factory) if self.num_workers == 0 else None
+        self._context = multiprocessing.get_context(start_method)
+        self._workers: list[_Worker | None] = [
+            _Worker(self._context, env_factory) for _ in range(self.num_workers)
+        ]
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+
+    def _run(self, batches: dict[int, list], outcomes: list, calls, timeout_s: float) -> None:
+        if self._local is not None:
+            for index, slot, method, args in batches.get(0, ()):
+                outcomes[index] = self._local.call(slot, method, args)
+            return
+        pending = {worker: {index for index, *_ in batch} for worker, batch in batches.items()}
         self._call_id += 1
         for worker, batch in batches.items():
             try:
                 self._workers[worker].connection.send((self._call_id, batch))
             except (OSError, ValueError) as error:
-                self._fail_worker(
-                    worker, pending, outcomes, calls, f"env worker {worker} unreachable: {error}"
-                )
-        self._collect(pending, outcomes, calls, self.timeout_s if timeout_s is None else timeout_s)
-        return outcomes
+                self._fail_worker(worker, pending, outcomes, f"env worker {worker} unreachable: {error}")
+        self._collect(pending, outcomes, calls, timeout_s)
 
     def _collect(self, pending: dict[int, set[int]], outcomes: list, calls, timeout_s: float) -> None:
         """Gather answers; a worker silent for `timeout_s` since its last answer is killed and restarted."""
@@ -304,7 +358,7 @@ class EnvPool:
                     self._workers[worker].process.join(timeout=1.0)
                     code = self._workers[worker].process.exitcode
                     reason = f"env worker {worker} died (exit code {code}): {type(error).__name__}"
-                    self._fail_worker(worker, pending, outcomes, calls, reason)
+                    self._fail_worker(worker, pending, outcomes, reason)
                     continue
                 if call_id != self._call_id:
                     continue  # a late answer to an interrupted earlier call
@@ -317,41 +371,23 @@ class EnvPool:
             for worker in [w for w in pending if now - last_answer[w] >= timeout_s]:
                 slot, method, _ = calls[min(pending[worker])]
                 reason = f"env worker {worker} timed out after {timeout_s:.3g} s on {method} of slot {slot}"
-                self._fail_worker(worker, pending, outcomes, calls, reason)
+                self._fail_worker(worker, pending, outcomes, reason)
 
-    def _fail_worker(
-        self, worker: int, pending: dict[int, set[int]], outcomes: list, calls, reason: str
-    ) -> None:
-        """Fail the worker's unanswered calls, mark its slots' episodes lost, start a fresh worker."""
-        logger.warning("%s; restarting it", reason)
-        for index in pending.pop(worker, set()):
-            outcomes[index] = (False, reason)
-        for slot in range(worker, self.num_slots, self.num_workers):
-            self._lost[slot] = f"episode state lost: {reason}"
+    def _replace_worker(self, worker: int) -> None:
         self._workers[worker].stop(graceful=False)
         self._workers[worker] = _Worker(self._context, self.env_factory)
-        self.restarts += 1
 
-    def close(self) -> None:
-        """Stop and reap every worker; close in-process envs. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _shutdown(self) -> None:
+        """Stop and reap every worker; close in-process envs."""
         if self._local is not None:
             self._local.close()
         self._finalizer()
-
-    def __enter__(self) -> EnvPool:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 class SlotEnv:
     """One pool slot seen as a TextEnv (close() is a no-op: the pool owns the env)."""
 
-    def __init__(self, pool: EnvPool, slot: int):
+    def __init__(self, pool: SlotPool, slot: int):
         self.pool, self.slot = pool, slot
 
     def task_ids(self, split: str) -> list[str]:
@@ -368,3 +404,22 @@ class SlotEnv:
 
     def close(self) -> None:
         pass
+
+
+def make_env_pool(env_config, num_slots: int) -> SlotPool:
+    """The pool the `env` config section asks for: `env.workers` processes, or Ray actors (`env.executor`)."""
+    factory = env_factory(env_config)
+    if env_config.executor == "ray":
+        if env_config.workers < 1:
+            raise ConfigError(
+                "env.executor=ray needs env.workers >= 1 (the number of Ray actors); set env.workers=N "
+                "or env.executor=processes"
+            )
+        from sdar.envs.ray_pool import RayEnvPool  # Ray is optional and slow to import
+
+        return RayEnvPool(
+            factory, num_slots, env_config.workers, env_config.step_timeout_s, address=env_config.ray_address
+        )
+    return EnvPool(
+        factory, num_slots=num_slots, num_workers=env_config.workers, timeout_s=env_config.step_timeout_s
+    )
