@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from sdar.config import ConfigError, ModelConfig
+from sdar.models.architectures import build_random_model, is_random_name
 from sdar.models.embedded import embedded_model_dir
 from sdar.models.tiny import CHATML_TEMPLATE, build_tiny_model, build_tiny_tokenizer
 
@@ -48,6 +49,8 @@ def load_model(config: ModelConfig, *, device=None):
         )
     elif config.name == TINY_NAME:
         model, tokenizer = build_tiny_model(seed=0).to(dtype), build_tiny_tokenizer()
+    elif is_random_name(config.name):  # random:<architecture>: published shapes, random weights
+        model, tokenizer = build_random_model(config.name, dtype, cache_dir=config.cache_dir)
     else:
         model, tokenizer = _from_name(config.name, dtype, config.trust_remote_code)
     prepare_tokenizer(tokenizer, model)
