@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sdar.config import Config, ConfigError, load_config, to_dict
-from sdar.envs import env_factory, get_env_spec, make_env
+from sdar.envs import get_env_spec, make_env
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
-from sdar.envs.pool import EnvPool
+from sdar.envs.pool import EnvPool, make_env_pool
 from sdar.evaluation.journal import Journal, resume_key
 from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results
@@ -305,9 +305,7 @@ def evaluate(
             slots = min(len(panel.task_ids), max(env.workers, 1))
         loaded = time.perf_counter()
         try:
-            with EnvPool(
-                env_factory(env), num_slots=slots, num_workers=env.workers, timeout_s=env.step_timeout_s
-            ) as pool:
+            with make_env_pool(env, slots) as pool:
                 records = play_panel(config, pool, panel, seeds, backend, tokenizer, on_progress, journal)
         finally:
             if backend is not None:

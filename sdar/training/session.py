@@ -14,8 +14,8 @@ from sdar.algorithms import get_method
 from sdar.algorithms.distill import gap_gate
 from sdar.algorithms.objective import ObjectiveSettings
 from sdar.config import Config
-from sdar.envs import env_factory, get_env_spec
-from sdar.envs.pool import EnvPool
+from sdar.envs import get_env_spec
+from sdar.envs.pool import make_env_pool
 from sdar.models.backends import make_backend
 from sdar.records import Batch, Episode, Turn
 from sdar.rollout.engine import RolloutSettings, collect_episodes
@@ -55,11 +55,8 @@ class RolloutSession:
         self.env_spec = get_env_spec(config.env.name)
         self.skill_library = library_name(self.env_spec, config.teacher.skill_library)
         rollout, env = config.rollout, config.env
-        self.pool = EnvPool(
-            env_factory(env),
-            num_slots=len(parallel.shard(list(range(rollout.tasks_per_step)))) * rollout.group_size,
-            num_workers=env.workers,
-            timeout_s=env.step_timeout_s,
+        self.pool = make_env_pool(
+            env, num_slots=len(parallel.shard(list(range(rollout.tasks_per_step)))) * rollout.group_size
         )
         self.train_tasks = self.pool.task_ids(env.split)
         if not self.train_tasks:
