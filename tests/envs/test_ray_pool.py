@@ -1,0 +1,258 @@
+"""RayEnvPool: the same episodes as EnvPool, order, failure isolation (raise, hang, crash, kill), errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sdar.config import ConfigError, EnvConfig, load_config
+from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episode, run_episodes
+from sdar.envs.pool import EnvPool, make_env_pool
+from sdar.envs.ray_pool import RayEnvPool, RayPoolError
+
+from .fakes import CounterEnv
+from .test_pool import scripted_run, strip_pids
+
+REPO = Path(__file__).resolve().parents[2]
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="needs Ray: pip install 'sdar[ray]'")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance (2 CPUs) for the module: starting Ray takes seconds."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def actor_pids(pool: RayEnvPool) -> list[int]:
+    return pool._ray.get([actor.pid.remote() for actor in pool._actors])
+
+
+def wait_gone(pids, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@needs_ray
+def test_same_results_as_the_process_pool_in_order_over_both_actors(ray_cluster):
+    with EnvPool(CounterEnv, num_slots=5, num_workers=2) as processes:
+        expected = strip_pids(scripted_run(processes))
+    with RayEnvPool(CounterEnv, num_slots=5, num_workers=2) as pool:
+        assert strip_pids(scripted_run(pool)) == expected
+        pids = [r.info["pid"] for r in pool.step_many([(slot, "a") for slot in range(5)])]
+        assert (
+            len(set(pids)) == 2 and pids[0] == pids[2] == pids[4] != pids[1] == pids[3]
+        )  # slot s: actor s % 2
+        assert set(pids) == set(actor_pids(pool)) and os.getpid() not in pids
+
+
+@needs_ray
+def test_a_plugin_env_from_config_plays_the_same_episodes_under_both_executors(ray_cluster):
+    config = load_config(str(REPO / "examples/lockbox/config.yaml"), ["env.workers=2"])
+    ray_env = dataclasses.replace(config.env, executor="ray")
+    ids = [f"valid-{i}" for i in range(6)]
+    outcomes = {}
+    for env in (config.env, ray_env):
+        with make_env_pool(env, 3) as pool:
+            assert isinstance(pool, RayEnvPool if env.executor == "ray" else EnvPool)
+            expert = run_episodes(pool, ExpertPolicy(), ids)
+            outcomes[env.executor] = (
+                expert,
+                run_episodes(pool, RandomAdmissiblePolicy(5), ids * 2, max_turns=6),
+            )
+    assert outcomes["ray"] == outcomes["processes"]
+    expert, random_runs = outcomes["ray"]
+    assert all(o.won for o in expert) and not all(o.won for o in random_runs)
+    assert [o.task.task_id for o in random_runs] == ids * 2
+
+
+@needs_ray
+def test_actors_step_at_the_same_time(ray_cluster):
+    with RayEnvPool(functools.partial(CounterEnv, delay_s=0.3), num_slots=2, num_workers=2) as pool:
+        pool.reset_many([(0, "x"), (1, "y")])
+        pool.step_many([(0, "a"), (1, "a")])
+        started = time.monotonic()
+        pool.step_many([(0, "a"), (1, "a")])
+        assert time.monotonic() - started < 0.55  # two 0.3 s steps overlapped
+
+
+@needs_ray
+def test_exception_fails_only_that_slot_and_the_env_is_rebuilt(ray_cluster):
+    with RayEnvPool(CounterEnv, num_slots=3, num_workers=2) as pool:
+        pool.reset_many([(0, "x"), (1, "y"), (2, "z")])
+        bad, good, other = pool.step_many([(1, "raise"), (0, "a"), (2, "b")])
+        assert (bad.done, bad.won) == (True, False) and "step failed on purpose" in bad.info["error"]
+        assert good.observation == "x:1:a" and other.observation == "z:1:b"
+        again = pool.step_many([(1, "a")])[0]
+        assert again.done and "episode state lost" in again.info["error"]
+        task, restarted = pool.reset_many([(1, "y2")])[0]
+        assert task.task_id == "y2" and restarted.observation == "y2:0"
+        assert pool.step_many([(0, "a")])[0].observation == "x:2:a"  # untouched slot kept its state
+        task, failed = pool.reset_many([(2, "raise")])[0]
+        assert task.task_id == "raise" and failed.done and "cannot reset" in failed.info["error"]
+        assert pool.restarts == 0
+
+
+@needs_ray
+def test_hung_actor_is_killed_replaced_and_other_actors_go_on(ray_cluster):
+    with RayEnvPool(CounterEnv, num_slots=4, num_workers=2, timeout_s=60) as pool:
+        pool.reset_many([(slot, f"t{slot}") for slot in range(4)])
+        old = actor_pids(pool)
+        started = time.monotonic()
+        results = pool.step_many([(1, "hang"), (0, "a"), (2, "a"), (3, "a")], timeout_s=1.0)
+        assert time.monotonic() - started < 5
+        assert "timed out" in results[0].info["error"] and "actor 1" in results[0].info["error"]
+        assert [r.observation for r in results[1:3]] == ["t0:1:a", "t2:1:a"]  # actor 0: fine
+        assert results[3].done and "timed out" in results[3].info["error"]  # same actor, queued behind
+        assert pool.restarts == 1 and wait_gone([old[1]])
+        assert "episode state lost" in pool.step_many([(3, "a")])[0].info["error"]
+        assert pool.step_many([(0, "a")])[0].observation == "t0:2:a"
+        pool.reset_many([(1, "again"), (3, "again3")])
+        assert [r.observation for r in pool.step_many([(1, "b"), (3, "b")])] == ["again:1:b", "again3:1:b"]
+        new = actor_pids(pool)
+        assert new[0] == old[0] and new[1] != old[1]
+
+
+@needs_ray
+def test_crashed_or_killed_actor_fails_its_slots_and_is_replaced(ray_cluster):
+    with RayEnvPool(CounterEnv, num_slots=2, num_workers=2, timeout_s=30) as pool:
+        pool.reset_many([(0, "x"), (1, "y")])
+        crashed, fine = pool.step_many([(0, "crash"), (1, "a")])  # the env calls os._exit
+        assert crashed.done and "env actor 0 died" in crashed.info["error"] and fine.observation == "y:1:a"
+        assert pool.restarts == 1
+        victim = actor_pids(pool)[1]
+        os.kill(victim, signal.SIGKILL)  # as the OOM killer would, between two calls
+        (lost,) = pool.step_many([(1, "a")])
+        assert lost.done and "env actor 1 died" in lost.info["error"] and pool.restarts == 2
+        pool.reset_many([(0, "x"), (1, "y")])
+        assert [r.won for r in pool.step_many([(0, "win"), (1, "win")])] == [True, True]
+        assert victim not in actor_pids(pool)
+
+
+@needs_ray
+def test_close_kills_the_actors_and_context_manager(ray_cluster):
+    pool = RayEnvPool(CounterEnv, num_slots=2, num_workers=2)
+    pool.reset_many([(0, "x"), (1, "y")])
+    pids = actor_pids(pool)
+    pool.close()
+    pool.close()  # idempotent
+    assert wait_gone(pids)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.step_many([(0, "a")])
+    with RayEnvPool(CounterEnv, num_slots=1, num_workers=1) as other:
+        pids = actor_pids(other)
+    assert wait_gone(pids)
+
+
+@needs_ray
+def test_slot_env_view_task_ids_expert_and_argument_checks(ray_cluster):
+    with RayEnvPool(CounterEnv, num_slots=2, num_workers=1) as pool:
+        assert pool.task_ids("train") == [f"train-{i}" for i in range(5)]
+        outcome = run_episode(pool.env(1), ExpertPolicy(pool.env(1)), "solo")
+        assert outcome.won and outcome.steps == 1
+        pool.reset_many([(0, "a")])
+        assert pool.expert_many([0, 1]) == ["win", "win"]
+        assert pool.step_many([(0, "a")], with_expert=True)[0].info["expert_action"] == "win"
+        with pytest.raises(IndexError):
+            pool.step_many([(2, "a")])
+    with pytest.raises(ValueError, match="num_workers >= 1"):
+        RayEnvPool(CounterEnv, num_slots=1, num_workers=0)
+    with pytest.raises(ValueError, match="picklable"):
+        RayEnvPool(lambda: CounterEnv(), num_slots=1)
+    with pytest.raises(RayPoolError, match="3 env actors need 3 CPUs but the Ray cluster has 2"):
+        RayEnvPool(CounterEnv, num_slots=3, num_workers=3)
+    with pytest.raises(ConfigError, match="env.workers >= 1"):
+        make_env_pool(EnvConfig(name="lockbox", executor="ray", workers=0), 1)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(RayPoolError) as caught:
+        RayEnvPool(CounterEnv, num_slots=1, num_workers=1)
+    assert "pip install 'sdar[ray]'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_importing_sdar_does_not_import_ray():
+    code = "import sys, sdar, sdar.envs.pool, sdar.envs.ray_pool; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+# Joins a cluster that is not there, in a fresh interpreter, and reports what it left behind.
+JOIN_SCRIPT = """
+import json, os, sys, time
+if sys.argv[2] == "ray-imported-first":  # as vLLM does, before the pool reads Ray's connect knobs
+    import ray
+from sdar.envs.ray_pool import JOIN_KNOBS, RayEnvPool, RayPoolError
+started = time.monotonic()
+try:
+    RayEnvPool(str, num_slots=1, num_workers=1, address=sys.argv[1])
+    error = None
+except RayPoolError as caught:
+    error = str(caught)
+elapsed = time.monotonic() - started
+import ray
+children = [
+    int(entry) for entry in os.listdir("/proc") if entry.isdigit() and os.path.exists(f"/proc/{entry}/stat")
+    and open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())
+]
+print(json.dumps({"error": error, "elapsed": elapsed, "initialized": ray.is_initialized(),
+                  "children": children, "knobs": [k for k in JOIN_KNOBS if k in os.environ]}))
+"""
+
+
+def ray_service_pids() -> set[int]:
+    names = {"gcs_server", "raylet"}
+    pids = set()
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() in names:
+                pids.add(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    "address, order",
+    [
+        ("127.0.0.1:1", "ray-imported-first"),
+        pytest.param("127.0.0.1:1", "pool-imports-ray", marks=pytest.mark.slow),
+        pytest.param("10.255.255.1:6379", "pool-imports-ray", marks=pytest.mark.slow),
+    ],
+)
+def test_an_unreachable_cluster_fails_within_seconds_and_leaves_nothing_running(address, order):
+    before = ray_service_pids()
+    done = subprocess.run(
+        [sys.executable, "-c", JOIN_SCRIPT, address, order],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    error = report["error"]
+    assert error is not None and "\n" not in error
+    assert f"env.ray_address={address!r}" in error and "ray start --head" in error
+    assert report["elapsed"] < 30  # Ray's own retries would take many minutes
+    assert not report["initialized"] and report["children"] == [] and report["knobs"] == []
+    assert not (ray_service_pids() - before)
