@@ -45,6 +45,10 @@ class Generation:
 
 @runtime_checkable
 class GenerationBackend(Protocol):
+    # True when it samples with the trainer's own model in this process (its weights, sharded or not, are
+    # the ones sampled); False when an engine holds a copy that `load_weights` refreshes.
+    runs_trainer_model: bool
+
     def generate(
         self,
         prompts: list[list[int]],
@@ -138,6 +142,8 @@ class HFBackend:
     `seed=None` continues the backend's own generator (seeded by `seed` at construction);
     `share_prefill=False` prefills every row, duplicates included (for measurements).
     """
+
+    runs_trainer_model = True
 
     def __init__(self, model, tokenizer, *, seed: int = 0, share_prefill: bool = True):
         if tokenizer.pad_token_id is None:

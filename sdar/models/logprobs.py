@@ -21,6 +21,8 @@ import inspect
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from sdar.models.sharding import sharded_root
+
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip padding: [B, T] mask -> [B, T] = cumsum(mask) - 1, clamped at 0 (as `generate`)."""
@@ -55,7 +57,32 @@ def token_logprobs(
     the first response position of a left-padded [prompt | response] batch, so prompt logits are never built.
     `chunk_size` counts scored tokens (rows x positions) per LM-head chunk; it changes memory and speed only
     (SmolLM2, vocabulary 49k: ~0.2 GB per 256 tokens of fp32 logits, softmax and product for the entropy).
+    A sharded model (`trainer.sharding=fsdp`) runs this under its FSDP root (sdar/models/sharding.py).
     """
+    options = dict(
+        start=start,
+        with_entropy=with_entropy,
+        chunk_size=chunk_size,
+        temperature=temperature,
+        past_key_values=past_key_values,
+    )
+    root = sharded_root(model)
+    if root is not None:
+        return root(_token_logprobs, input_ids, attention_mask, **options)
+    return _token_logprobs(model, input_ids, attention_mask, **options)
+
+
+def _token_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    start: int,
+    with_entropy: bool,
+    chunk_size: int,
+    temperature: float,
+    past_key_values,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     batch_size, length = input_ids.shape
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)

@@ -170,6 +170,8 @@ class VLLMBackend:
     seed: the engine's seed and the source of per-call seeds when `generate` gets none.
     """
 
+    runs_trainer_model = False
+
     def __init__(self, model, tokenizer, options, *, max_model_len: int, seed: int = 0):
         vllm = import_vllm()
         from vllm.platforms import current_platform

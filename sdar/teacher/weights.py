@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import torch
 
 from sdar.config import ConfigError, TeacherConfig
+from sdar.models.sharding import copy_full_, full_tensor
 
 WEIGHT_KINDS = ("live", "base", "ema")
 
@@ -83,7 +84,9 @@ class EmaTeacher:
                     parameters[name].copy_(saved)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": dict(self.shadow)}
+        """The shadow whole, also of a sharded model (collective there: every process must call it)."""
+        shadow = {name: full_tensor(value) for name, value in self.shadow.items()}
+        return {"decay": self.decay, "updates": self.updates, "shadow": shadow}
 
     def load_state_dict(self, state: dict) -> None:
         unknown = set(state["shadow"]) ^ set(self.shadow)
@@ -92,7 +95,7 @@ class EmaTeacher:
                 f"EMA state does not match the model's trainable parameters: {sorted(unknown)[:3]}"
             )
         for name, value in state["shadow"].items():
-            self.shadow[name].copy_(value)
+            copy_full_(self.shadow[name], value)
         self.decay, self.updates = state["decay"], state["updates"]
 
 

@@ -5,7 +5,16 @@ Layout of a run directory:
     checkpoints/latest         the name of the newest COMPLETE checkpoint (replaced atomically)
 A checkpoint is written into a temporary folder, fsynced, renamed into place, and only then named in
 `latest`; a kill during saving leaves the previous `latest` intact and a stray temporary folder that the
-next save removes. A new run is refused a directory that already holds a run's logged steps or checkpoints
+next save removes.
+
+A sharded run (`trainer.sharding=fsdp`) writes the same files, the weights gathered whole (so that
+evaluation, export and a run on another number of processes read them alike), except the optimizer state:
+every process writes its shard into `optimizer/` with torch.distributed.checkpoint, which also reads it back
+on any number of processes. Every process then takes part in saving; process 0 alone renames and points
+`latest`, so the kill guarantees are those above (the run directory must be on a filesystem every process
+sees, as for any multi-node checkpoint).
+
+A new run is refused a directory that already holds a run's logged steps or checkpoints
 (`refuse_a_used_run_dir`): it would append to the one and overwrite the other.
 """
 
@@ -21,14 +30,23 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sdar.config import ConfigError
+from sdar.models.sharding import copy_full_, full_tensor, is_sharded
+from sdar.training.distributed import DataParallel
 
 WEIGHTS = "trainable.safetensors"
 STATE = "state.pt"
+OPTIMIZER = "optimizer"  # a sharded run's optimizer state (torch.distributed.checkpoint)
+SINGLE_PROCESS = DataParallel()
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
-    """The parameters that training changes (LoRA adapters, or every weight in full fine-tuning)."""
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    """The parameters that training changes (LoRA adapters, or every weight in full fine-tuning), whole.
+    Collective for a sharded model: every process must call it."""
+    return {
+        name: full_tensor(p.detach()).cpu().contiguous()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def rng_state() -> dict:
@@ -55,31 +73,50 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model, optimizer, scheduler, trainer_state: dict, *, keep_last: int = 0
+    run_dir: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    trainer_state: dict,
+    *,
+    keep_last: int = 0,
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> Path:
     """Write the checkpoint of `step` and name it in `latest`; then delete all but the `keep_last` newest
-    checkpoints up to it (0 keeps every one)."""
+    checkpoints up to it (0 keeps every one). Called by process 0 alone, or, for a sharded model, by every
+    process (module docstring)."""
     final = checkpoint_path(run_dir, step)
     root = final.parent
-    root.mkdir(parents=True, exist_ok=True)
-    for stray in root.glob(".tmp-*"):
-        shutil.rmtree(stray, ignore_errors=True)
     staging = root / f".tmp-{final.name}"
-    staging.mkdir()
-    save_file(trainable_state(model), staging / WEIGHTS)
-    torch.save(
-        {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-            "trainer": trainer_state,
-        },
-        staging / STATE,
-    )
-    for file in staging.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
+    sharded = is_sharded(model)
+    if parallel.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stray in root.glob(".tmp-*"):
+            shutil.rmtree(stray, ignore_errors=True)
+        staging.mkdir()
+    state = {"step": step, "scheduler": scheduler.state_dict(), "rng": rng_state(), "trainer": trainer_state}
+    weights = trainable_state(model)
+    if sharded:
+        parallel.barrier()  # the staging folder exists for every process
+        _save_sharded_optimizer(model, optimizer, staging / OPTIMIZER)
+        parallel.barrier()  # every shard is written
+    else:
+        state["optimizer"] = optimizer.state_dict()
+    if parallel.is_main:
+        save_file(weights, staging / WEIGHTS)
+        torch.save(state, staging / STATE)
+        _publish(staging, final, keep_last)
+    return final
+
+
+def _publish(staging: Path, final: Path, keep_last: int) -> None:
+    """fsync the staging folder's files, rename it to `final`, point `latest` at it, prune older ones."""
+    root = final.parent
+    for file in staging.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
@@ -92,7 +129,22 @@ def save_checkpoint(
         older = sorted(path for path in root.glob("step_*") if path.name < final.name)
         for path in older[: max(len(older) - (keep_last - 1), 0)]:
             shutil.rmtree(path)
-    return final
+
+
+def _save_sharded_optimizer(model, optimizer, folder: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=folder)
+
+
+def _load_sharded_optimizer(model, optimizer, folder: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=folder)
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -133,9 +185,8 @@ def load_trainable_weights(checkpoint: Path, model) -> int:
             f"checkpoint {checkpoint}: {name} has shape {tuple(weights[name].shape)}, the model "
             f"{tuple(parameters[name].shape)}; wrong model/LoRA settings?"
         )
-    with torch.no_grad():
-        for name, value in weights.items():
-            parameters[name].copy_(value)
+    for name, value in weights.items():
+        copy_full_(parameters[name], value)
     return len(weights)
 
 
@@ -143,7 +194,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, scheduler and RNG in place; returns the saved trainer state (with step)."""
     load_trainable_weights(path, model)
     state = torch.load(Path(path) / STATE, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    if (Path(path) / OPTIMIZER).is_dir():  # written by a sharded run
+        _load_sharded_optimizer(model, optimizer, Path(path) / OPTIMIZER)
+    else:
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return {"step": state["step"], **state["trainer"]}

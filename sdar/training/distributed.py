@@ -18,8 +18,9 @@ What each process does in a step of B tasks on a world of N processes:
 
 The gradient is all-reduced explicitly rather than through a DistributedDataParallel wrapper because the
 policy's forward goes through `token_logprobs` (chunked, with a prefix cache), not `module.forward`. This
-covers replicated-weights data parallelism (DDP semantics); sharded training (FSDP / DeepSpeed ZeRO) is not
-wired in yet.
+covers replicated-weights data parallelism (DDP semantics). With `trainer.sharding=fsdp` the weights,
+gradients and optimizer state are sharded instead and FSDP reduces the gradients itself
+(sdar/models/sharding.py); everything else above holds as written.
 """
 
 from __future__ import annotations
@@ -151,3 +152,11 @@ def combine_rollout_stats(per_process: list[dict]) -> dict:
         else:
             combined[key] = sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
     return combined
+
+
+def ensure_process_group(parallel: DataParallel) -> None:
+    """A process group even for one process (FSDP needs one to shard over): gloo on CPU, NCCL on GPUs."""
+    if parallel.enabled or torch.distributed.is_initialized():
+        return
+    backend = "nccl" if parallel.device is not None and str(parallel.device).startswith("cuda") else "gloo"
+    torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1)

@@ -3,6 +3,7 @@ the teacher's weights, and the fixed validation panel. The trainer calls it once
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from collections import Counter
@@ -17,6 +18,7 @@ from sdar.config import Config
 from sdar.envs import get_env_spec
 from sdar.envs.pool import make_env_pool
 from sdar.models.backends import make_backend
+from sdar.models.sharding import full_weights
 from sdar.records import Batch, Episode, Turn
 from sdar.rollout.engine import RolloutSettings, collect_episodes
 from sdar.skills import library_name, teacher_context
@@ -93,15 +95,16 @@ class RolloutSession:
         rollout = self.config.rollout
         tasks = sample_tasks(self.train_tasks, step, rollout.tasks_per_step, self.config.seed)
         tasks = self.parallel.shard(tasks)  # data parallelism: this process's groups
-        result = collect_episodes(
-            self.pool,
-            self.env_spec,
-            self.backend,
-            self.tokenizer,
-            tasks,
-            _with_seed(self.settings, seed),
-            skills_for=self._skills_for if self.method.student_sees_skills else None,
-        )
+        with self.sampling_weights():
+            result = collect_episodes(
+                self.pool,
+                self.env_spec,
+                self.backend,
+                self.tokenizer,
+                tasks,
+                _with_seed(self.settings, seed),
+                skills_for=self._skills_for if self.method.student_sees_skills else None,
+            )
         self.backend.release_memory()  # a separate engine's memory is the update's until `after_update`
         stats = {f"train/{key}": value for key, value in result.stats.as_dict().items()}
         episodes = [episode for episode in result.episodes if not episode.error]
@@ -114,7 +117,7 @@ class RolloutSession:
     def teacher_logprobs(self, turns: list[Turn], batch: Batch) -> torch.Tensor:
         """Spec §5 step 5: teacher log-probs of the student's tokens, [N, T] like batch.response_mask."""
         teacher = self.config.teacher
-        with self.teacher.scoring_model() as model:
+        with self.teacher.scoring_model() as model, full_weights(model):
             return teacher_logprobs(
                 model,
                 self.tokenizer,
@@ -126,12 +129,24 @@ class RolloutSession:
                 response_length=batch.response_mask.shape[1],
             )
 
-    def after_update(self, model) -> None:
+    def after_update(self) -> None:
         """After the optimizer step: the teacher's EMA weights move, and a separate generation engine (vLLM)
         takes the new weights. The teacher is only scored, never sampled, so no engine needs its weights."""
         if self.teacher is not None:
             self.teacher.update()
-        self.backend.load_weights(model)
+        self.sync_weights()
+
+    def sync_weights(self) -> None:
+        """A separate generation engine (vLLM) takes the trainer model's current weights (collective for a
+        sharded model: every process calls it)."""
+        if not self.backend.runs_trainer_model:
+            with full_weights(self.model):
+                self.backend.load_weights(self.model)
+
+    def sampling_weights(self):
+        """The block in which the backend samples: a sharded trainer model sampled in this process is whole
+        there (sdar/models/sharding.py); collective, so every process enters it. A no-op otherwise."""
+        return full_weights(self.model) if self.backend.runs_trainer_model else contextlib.nullcontext()
 
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
         """`sampled_episodes` of this step, with the teacher's skill context of each task."""

@@ -20,9 +20,9 @@ writes what it writes (summary.json + episodes.jsonl); its success is logged as 
 detached, is log π_old up to float rounding. The update then takes π_old from it and writes it into
 `batch.old_logprobs` for the teacher gap, samples.jsonl and `rollout/*`; the old pass scores only the rows it
 does not pass that the teacher gap reads. Otherwise the old pass scores every row read.
-`update/old_from_forward` says which; `time/old_s` is logged exactly when an old pass ran. With the
-generator's log-probs in the batch, every step logs the sampler-trainer mismatch over the rows with π_old
-(`rollout/*`, docs/rollout-correction.md).
+`update/old_from_forward` says which; `time/old_s` is logged exactly when an old pass ran (on any process).
+With the generator's log-probs in the batch, every step logs the sampler-trainer mismatch over the rows with
+π_old (`rollout/*`, docs/rollout-correction.md).
 
 Everything random in a step is drawn from generators seeded by (seed, step), so a run resumed from a
 checkpoint replays exactly what an uninterrupted run does.
@@ -51,8 +51,10 @@ from sdar.algorithms.objective import advantages_from_config, settings_from_conf
 from sdar.config import Config, save_config, to_dict
 from sdar.locking import DirectoryLock
 from sdar.models import load_model
+from sdar.models.sharding import full_weights, is_sharded, shard_model
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
+from sdar.teacher.weights import is_peft_model
 from sdar.training.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
@@ -60,7 +62,7 @@ from sdar.training.checkpoint import (
     refuse_a_used_run_dir,
     save_checkpoint,
 )
-from sdar.training.distributed import DataParallel, combine_rollout_stats
+from sdar.training.distributed import DataParallel, combine_rollout_stats, ensure_process_group
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, record_process
 from sdar.training.session import RolloutSession
 from sdar.training.update import (
@@ -162,6 +164,9 @@ class Trainer:
         # mode, which made the first step's old/ref log-probs (and a resumed run's first step) draw dropout.
         self.model.eval()
         self.reference = self._reference_model()
+        base_model = self.reference.base_model if self.reference is not None else None
+        if config.trainer.sharding == "fsdp":
+            base_model = self._shard(base_model)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable, lr=config.trainer.lr, weight_decay=config.trainer.weight_decay
@@ -176,7 +181,7 @@ class Trainer:
             self.tokenizer,
             teacher_needed=self.needs_teacher,
             parallel=self.parallel,
-            base_model=self.reference.base_model if self.reference is not None else None,
+            base_model=base_model,
         )
         self.update_state = UpdateState()
         self.start_step = 0
@@ -208,6 +213,20 @@ class Trainer:
             return None
         return TeacherWeights("base", self.model)
 
+    def _shard(self, base_model):
+        """`trainer.sharding=fsdp`: shard the policy and any frozen full copy of the initial model (the KL
+        reference, or a `base` teacher's own copy, made here before the policy is sharded); returns that
+        copy for the teacher to share."""
+        base_teacher = self.needs_teacher and self.config.teacher.weights == "base"
+        if base_model is None and base_teacher and not is_peft_model(self.model):
+            base_model = TeacherWeights("base", self.model).base_model
+        ensure_process_group(self.parallel)
+        offload = self.config.trainer.cpu_offload
+        shard_model(self.model, cpu_offload=offload)
+        if base_model is not None:
+            shard_model(base_model, cpu_offload=offload)
+        return base_model
+
     def _resume(self) -> None:
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
@@ -216,11 +235,11 @@ class Trainer:
         self.start_step = state["step"]
         self.update_state = UpdateState(**state.get("update_state", {}))
         self.session.load_state(state.get("session", {}))
-        self.session.backend.load_weights(self.model)  # a separate engine (vLLM) holds the initial weights
+        self.session.sync_weights()  # a separate engine (vLLM) holds the initial weights
         self.logger.truncate_after(self.start_step)
 
     def _save(self, step: int) -> None:
-        if self.parallel.is_main:
+        if self.parallel.is_main or is_sharded(self.model):  # sharded: every process writes its shard
             self._save_checkpoint(step)
         self.parallel.barrier()  # nobody runs ahead of a checkpoint a resume would start from
 
@@ -233,13 +252,14 @@ class Trainer:
             self.scheduler,
             {"update_state": vars(self.update_state), "session": self.session.state()},
             keep_last=self.config.trainer.keep_last,
+            parallel=self.parallel,
         )
 
     # ---- one step (spec §5) --------------------------------------------------------------------------------
     def reference_logprobs(self, batch):
         if self.reference is None:
             return None
-        with self.reference.scoring_model() as model:
+        with self.reference.scoring_model() as model, full_weights(model):
             return score_batch(model, batch, micro_batch_rows=self.config.trainer.micro_batch_rows)[0]
 
     def old_logprobs(self, batch, rows: torch.Tensor | None) -> torch.Tensor:
@@ -302,8 +322,9 @@ class Trainer:
             scored = self.rows_to_score(needed, from_forward)
             # The scoring passes run at the update's precision, so that the PPO ratio compares like with like.
             precision = bf16_autocast(config.trainer.autocast_bf16, batch.input_ids.device)
-            if scored.any():
-                with timer("old"), precision:
+            (any_scored,) = self.parallel.sum([float(scored.any())])  # entered together (a sharded model)
+            if any_scored:
+                with timer("old"), precision, full_weights(self.model):
                     batch.old_logprobs = self.old_logprobs(batch, scored)
             if self.needs_teacher:
                 with timer("teacher"), precision:
@@ -315,7 +336,7 @@ class Trainer:
                     update_stats = self._update(batch, step, old_from_forward=from_forward)
                 else:
                     update_stats = self._update_without_gradient(batch)
-            self.session.after_update(self.model)
+            self.session.after_update()
         metrics = {"step": step + 1, **rollout_stats, **update_stats, **timer.seconds}
         metrics["update/without_gradient"] = int(not with_gradient)
         metrics["update/old_from_forward"] = int(from_forward)
@@ -374,8 +395,9 @@ class Trainer:
     def evaluate_panel(self, label: str, step: int) -> dict:
         """The model policy on the eval panel, written to RUN/eval/<label>/ (see the module docstring); by
         process 0 while the others wait."""
-        summary = self._evaluate_panel(label, step) if self.parallel.is_main else {}
-        self.parallel.barrier()
+        with self.session.sampling_weights():  # whole on every process: only process 0 plays
+            summary = self._evaluate_panel(label, step) if self.parallel.is_main else {}
+            self.parallel.barrier()
         return summary
 
     def _evaluate_panel(self, label: str, step: int) -> dict:

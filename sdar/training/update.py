@@ -16,6 +16,7 @@ import torch
 from sdar.algorithms import count_tokens_and_rows, policy_objective, rows_with_gradient
 from sdar.algorithms.objective import ObjectiveSettings
 from sdar.models import token_logprobs
+from sdar.models.sharding import full_tensor, is_sharded
 from sdar.records import Batch, pad_response
 from sdar.training.distributed import DataParallel
 
@@ -85,6 +86,22 @@ def mini_batch_count(batch: Batch, mini_batch_rows: int, parallel: DataParallel)
     """Mini-batches per epoch: ceil(rows / mini_batch_rows) over every process's rows, at least 1."""
     (global_rows,) = parallel.sum([len(batch)])
     return max(math.ceil(global_rows / mini_batch_rows), 1)
+
+
+def empty_passes_needed(model, passes: int, parallel: DataParallel) -> int:
+    """How many empty forward/backward passes this process adds to its `passes` micro-batches: under
+    sharding every process must run as many as the busiest one (sdar/models/sharding.py); else none."""
+    if not is_sharded(model):
+        return 0
+    return max(parallel.gather(passes)) - passes
+
+
+def empty_pass(model, device) -> None:
+    """A forward and backward of one two-token row whose loss is 0 · (its log-prob): it takes part in the
+    sharded model's collectives and adds exactly zero to every gradient."""
+    input_ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+    logprobs, _ = token_logprobs(model, input_ids, start=1)
+    (logprobs.sum() * 0.0).backward()
 
 
 DROPOUT_MODULES = (
@@ -184,6 +201,7 @@ def policy_update(
         )
     model.train()
     device = model_device(model)
+    sharded = is_sharded(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     totals: dict[str, float] = defaultdict(float)
     weights: dict[str, float] = defaultdict(float)
@@ -201,7 +219,10 @@ def policy_update(
             mini_rows = rows[with_gradient]
             mini = batch.select(mini_rows)
             optimizer.zero_grad(set_to_none=True)
-            for micro_begin in range(0, len(mini), micro_batch_rows):
+            micro_begins = range(0, len(mini), micro_batch_rows)
+            for _ in range(empty_passes_needed(model, len(micro_begins), parallel)):
+                empty_pass(model, device)
+            for micro_begin in micro_begins:
                 micro_rows = slice(micro_begin, micro_begin + micro_batch_rows)
                 micro = mini.select(micro_rows).compact().to(device)
                 with bf16_autocast(autocast_bf16, micro.input_ids.device):
@@ -240,11 +261,13 @@ def policy_update(
                     weights[key] += tokens
                 if on_micro_batch is not None:
                     on_micro_batch()
-            parallel.all_reduce_gradients(parameters)
+            if not sharded:  # FSDP has reduced them in the backward already
+                parallel.all_reduce_gradients(parameters)
             for parameter in parameters:  # a mini-batch without a row with gradient: AdamW sees zeros
                 if parameter.grad is None:
                     parameter.grad = torch.zeros_like(parameter)
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+            grad_norm = full_tensor(grad_norm)  # sharded: every process's share of the norm, combined
             if not torch.isfinite(grad_norm):
                 # Skip the update: never let a NaN/inf touch the weights or the optimizer's moments.
                 optimizer.zero_grad(set_to_none=True)

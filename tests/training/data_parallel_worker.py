@@ -1,9 +1,13 @@
-"""One policy update of a fixed global batch, run by `tests/training/test_data_parallel.py` either in one
-process or as each of the processes of `accelerate launch` (which then split the batch by group).
+"""One policy update of a fixed global batch, run by `tests/training/test_data_parallel.py` and
+`test_sharded_training.py` either in one process or as each of the processes of `accelerate launch` (which
+then split the batch by group), the model replicated or sharded with FSDP2.
 
-    python data_parallel_worker.py OUTPUT_DIR         # writes OUTPUT_DIR/rank0.safetensors (+ rank1, ...)
+    python data_parallel_worker.py OUTPUT_DIR [none|fsdp]
+writes OUTPUT_DIR/rank0.safetensors (+ rank1, ...: the updated trainable weights, whole) and rank0.json (the
+update's statistics, losses included).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,9 +17,10 @@ from safetensors.torch import save_file
 from sdar.algorithms.objective import settings_from_config
 from sdar.config import load_config
 from sdar.models import load_model
+from sdar.models.sharding import shard_model
 from sdar.records import Batch, pack_sequences
 from sdar.training.checkpoint import trainable_state
-from sdar.training.distributed import DataParallel
+from sdar.training.distributed import DataParallel, ensure_process_group
 from sdar.training.update import UpdateState, policy_update, score_batch
 
 GROUPS, ROWS_PER_GROUP = 4, 3
@@ -62,7 +67,7 @@ def build_batch(rows: list[dict], model, pad_token_id: int) -> Batch:
     return batch
 
 
-def main(output_dir: Path) -> None:
+def main(output_dir: Path, sharding: str = "none") -> None:
     parallel = DataParallel.from_environment()
     config = load_config("smoke", ["algorithm.method=sdar", "algorithm.entropy_coef=0.01"])
     torch.manual_seed(0)
@@ -73,11 +78,14 @@ def main(output_dir: Path) -> None:
         if row["group"] % parallel.world_size == parallel.rank
     ]
     batch = build_batch(rows, model, tokenizer.pad_token_id)
+    if sharding == "fsdp":
+        ensure_process_group(parallel)
+        shard_model(model)
     # Plain SGD: the weight change is lr x the gradient, so weights compare gradients (Adam's first step
     # divides by |g| and would blow tiny float-order differences of near-zero gradients up to lr).
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    policy_update(
+    stats = policy_update(
         model,
         optimizer,
         scheduler,
@@ -93,10 +101,12 @@ def main(output_dir: Path) -> None:
         max_bad_updates=3,
         parallel=parallel,
     )
+    weights = trainable_state(model)  # collective when sharded
     output_dir.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state(model), output_dir / f"rank{parallel.rank}.safetensors")
+    save_file(weights, output_dir / f"rank{parallel.rank}.safetensors")
+    (output_dir / f"rank{parallel.rank}.json").write_text(json.dumps(stats))
     parallel.close()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:])
