@@ -260,6 +260,27 @@ def _warnings_printed(command: str):
         print(f"sdar {command}: warning: {warning.message}", file=sys.stderr)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A run's checkpoint as a Hugging Face model folder (merged weights or LoRA adapter, tokenizer, model
+    card), optionally pushed to the Hub."""
+    from sdar.training.export import export_run
+
+    exported = export_run(
+        args.run_dir,
+        args.output,
+        step=args.step,
+        adapter=args.adapter,
+        force=args.force,
+        push_to_hub=args.push_to_hub,
+        private=not args.public,
+    )
+    kind = "LoRA adapter" if args.adapter else "model"
+    print(f"exported the {kind} of {exported.checkpoint} (step {exported.step}) to {exported.folder}")
+    if exported.url:
+        print(f"pushed to {exported.url}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Table-1-style comparison of runs (mean ± std over seeds, per panel) and learning curves."""
     import shlex
@@ -359,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="trained weights: a run directory (its latest checkpoint) or a checkpoint directory",
     )
     evaluation.set_defaults(run=cmd_eval)
+
+    export = commands.add_parser("export", help="write a run's checkpoint as a Hugging Face model folder")
+    export.add_argument("run_dir", metavar="RUN", help="a run directory (as sdar train wrote it)")
+    export.add_argument("--output", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    export.add_argument("--step", type=int, metavar="N", help="the checkpoint of step N (default: latest)")
+    export.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (peft), unmerged")
+    export.add_argument("--force", action="store_true", help="replace an existing non-empty DIR")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO", help="then upload DIR to owner/name")
+    export.add_argument("--public", action="store_true", help="create REPO public (default: private)")
+    export.set_defaults(run=cmd_export)
 
     report = commands.add_parser("report", help="compare runs: Table-1-style report and learning curves")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories and/or sdar eval outputs")

@@ -1,12 +1,16 @@
 """`merged_weights(model)`: the weights a model generates with, as a plain Hugging Face checkpoint would name
-them: LoRA deltas merged into their base layers, adapters themselves left out.
+them: LoRA deltas merged into their base layers, adapters themselves left out. `save_model_folder(...)`: the
+same model written as a Hugging Face folder, merged or as its PEFT adapter, with its tokenizer.
 
-This is what a separate inference engine (vLLM) loads after every update. Merging is computed, never done in
-place: `peft`'s `merge_adapter()` followed by `unmerge_adapter()` would leave the trained base weights off by
-float rounding.
+`merged_weights` is what a separate inference engine (vLLM) loads after every update. Merging is computed,
+never done in place: `peft`'s `merge_adapter()` followed by `unmerge_adapter()` would leave the trained base
+weights off by float rounding. `save_model_folder` is for a model that trains no further (an export), so it
+merges in place with `peft`'s `merge_and_unload()`, which needs no second copy of the weights.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -44,3 +48,22 @@ def merged_weights(model, dtype: torch.dtype | None = None) -> dict[str, torch.T
     if deltas:
         raise RuntimeError(f"LoRA layers without a base weight to merge into: {sorted(deltas)[:3]}")
     return weights
+
+
+def save_model_folder(model, tokenizer, folder: Path, *, adapter: bool = False) -> None:
+    """Write what `AutoModelForCausalLM.from_pretrained(folder)` (with `adapter`, `PeftModel.from_pretrained(
+    base, folder)`) and `AutoTokenizer.from_pretrained(folder)` read back: config, generation config, weights
+    (safetensors) with LoRA merged in, W' = W + ΔW, or with `adapter=True` the LoRA adapter alone
+    (adapter_config.json + adapter_model.safetensors); then the tokenizer with its chat template.
+
+    A PeftModel is merged in place: the model must not be trained or sampled from afterwards.
+    """
+    folder = Path(folder)
+    is_peft = hasattr(model, "merge_and_unload")
+    if adapter and not is_peft:
+        raise ValueError("adapter=True needs a model with LoRA adapters (a PeftModel); this one has none")
+    if adapter:
+        model.save_pretrained(folder)
+    else:
+        (model.merge_and_unload() if is_peft else model).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
