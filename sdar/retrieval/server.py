@@ -59,10 +59,11 @@ class ServerLimits:
 
     def __post_init__(self):
         for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            value, kind = getattr(self, field.name), "integer" if field.type is int else "number"
+            allowed = int if field.type is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed) or not value > 0:
                 raise ConfigError(
-                    f"retriever server limit {field.name}={value!r}: it must be a positive number"
+                    f"retriever server limit {field.name}={value!r}: it must be a positive {kind}"
                 )
         if self.default_topk > self.max_topk:
             raise ConfigError(
@@ -168,13 +169,13 @@ async def _discard_body(request, timeout_s: float) -> None:
 
 
 async def _read_body(request, limits: ServerLimits) -> bytes:
-    """The body, after its declared length passed the limit; 408 if it does not arrive in time."""
+    """The body, once its declared length is within the limit (else 413); 408 if it arrives too slowly."""
     import anyio
 
     length_header = request.headers.get("content-length")
     if length_header is None:
         raise RequestError(411, "a Content-Length header is required")
-    if not length_header.isdigit():  # uvicorn refuses most bad values before this; keep the check local
+    if not (length_header.isascii() and length_header.isdigit()):  # uvicorn refuses most before this
         raise RequestError(400, f"bad Content-Length {length_header!r}")
     length = int(length_header)
     if length > limits.max_body_bytes:

@@ -384,8 +384,13 @@ def test_shutdown_is_prompt_closes_the_port_and_leaves_no_thread():
 
 
 def test_limits_are_checked_when_the_server_is_made():
-    with pytest.raises(ConfigError, match="max_topk=0: it must be a positive number"):
+    with pytest.raises(ConfigError, match="max_topk=0: it must be a positive integer"):
         ServerLimits(max_topk=0)
+    with pytest.raises(ConfigError, match="max_queries=2.5: it must be a positive integer"):
+        ServerLimits(max_queries=2.5)
+    with pytest.raises(ConfigError, match="socket_timeout_s=-1: it must be a positive number"):
+        ServerLimits(socket_timeout_s=-1)
+    assert ServerLimits(socket_timeout_s=2).socket_timeout_s == 2
     with pytest.raises(ConfigError, match="default topk 9 exceeds max topk 5"):
         ServerLimits(max_topk=5, default_topk=9)
 
