@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -50,6 +51,15 @@ class _Section:
             value = getattr(self, f.name)
             if value is None:
                 continue
+            # NaN passes every bound (all comparisons with it are false) and inf overflows what it scales or
+            # bounds, so neither reaches a run. No float field takes inf as "no limit": where a field has
+            # one it is spelled 0 or null (trainer.grad_clip: 0, algorithm.dual_clip: null), and a cap or a
+            # timeout that should never bind is a large finite number.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"{section}.{f.name}={value!r} is not a finite number; give a finite value "
+                    "(NaN and infinities are refused)"
+                )
             choices = f.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(

@@ -1,11 +1,14 @@
 import dataclasses
+import typing
 
 import pytest
 import yaml
 
 from sdar.config import (
+    AlgorithmConfig,
     Config,
     ConfigError,
+    TrainerConfig,
     load_config,
     merge_overrides,
     parse_override,
@@ -123,3 +126,40 @@ def test_to_dict_is_plain_data():
     data = to_dict(load_config(None, ["eval.seeds=[0, 1, 2]"]))
     assert data["eval"]["seeds"] == [0, 1, 2]
     assert yaml.safe_load(yaml.safe_dump(data)) == data
+
+
+def _float_fields(cls: type = Config, prefix: str = "") -> list[str]:
+    """Dotted names of every float field (optional or not) of the config, nested sections included."""
+    names = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            names += _float_fields(hint, f"{prefix}{f.name}.")
+        elif hint is float or float in typing.get_args(hint):
+            names.append(f"{prefix}{f.name}")
+    return names
+
+
+def test_every_float_field_is_found():
+    names = _float_fields()
+    assert {"trainer.lr", "rollout.temperature", "algorithm.clip_low", "algorithm.dual_clip"} <= set(names)
+    assert {"env.step_timeout_s", "rollout.vllm.cpu_kv_cache_gb", "eval.temperature"} <= set(names)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("name", _float_fields())
+def test_non_finite_floats_are_refused_naming_the_field(name, value):
+    with pytest.raises(ConfigError) as error:
+        load_config("smoke", [f"{name}={value}"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}=") and ("not a finite number" in message or "out of range" in message)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_floats_are_refused_when_built_in_python(value):
+    with pytest.raises(ConfigError, match=r"trainer\.lr=(nan|inf) is not a finite number"):
+        TrainerConfig(lr=value)
+    with pytest.raises(ConfigError, match=r"algorithm\.clip_high=(nan|inf) is not a finite number"):
+        AlgorithmConfig(clip_high=value)
