@@ -2,7 +2,9 @@
 with the log-probs of the run's checkpoint; --step; the model card; every refusal leaves nothing written;
 --push-to-hub checked by the calls it makes to a stand-in HfApi."""
 
+import dataclasses
 import json
+from importlib import metadata
 from pathlib import Path
 
 import huggingface_hub
@@ -13,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sdar.cli import main
 from sdar.config import load_config, save_config
-from sdar.models import build_tiny_model, load_model, token_logprobs
+from sdar.models import build_tiny_model, embedded, load_model, token_logprobs
 from sdar.training import export as export_module
 from sdar.training.checkpoint import checkpoint_path, load_trainable_weights, save_checkpoint
 
@@ -24,8 +26,10 @@ CHEAP = [
     "env.max_turns=1",
     "rollout.max_new_tokens=8",
 ]
-# Merged LoRA is W + scale·B·A summed in another order than the unmerged forward: float32 rounding only
-MERGED_TOLERANCE = 1e-5  # nats per token; measured 4.8e-7 on this test's runs
+# Merged LoRA is W + scale·B·A summed in another order than the unmerged forward: float32 rounding only,
+# in nats per token; it grows with depth
+MERGED_TOLERANCE = 1e-5  # the tiny model (2 layers): measured 4.8e-7 on this file's runs
+SMOLLM2_MERGED_TOLERANCE = 1e-4  # SmolLM2-135M (30 layers), adapters of this file's test: measured 4.4e-5
 MESSAGES = [
     {"role": "user", "content": "You are in the middle of a room. Your task is to: put a mug in the desk."},
     {"role": "assistant", "content": "<think>the mug is on the shelf</think><action>go to shelf 1</action>"},
@@ -128,6 +132,56 @@ def test_the_model_card_holds_base_method_step_evaluations_and_the_run_config(tr
         assert f"| {label} | {step} | {summary['panel']['name']} | 1 x 1 | model | {success} |" in card
     assert card.index("| step_0 |") < card.index("| final |")
     assert (trained["lora"] / "config.yaml").read_text().rstrip() in card
+
+
+def _smollm2_installed() -> bool:
+    try:
+        metadata.distribution(embedded.PACKAGE)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.smollm2
+@pytest.mark.skipif(not _smollm2_installed(), reason=f"needs {embedded.INSTALL_HINT}")
+def test_a_smollm2_run_exports_merged_with_tied_embeddings_and_as_an_adapter(tmp_path):
+    """The embedded SmolLM2 (converted into a fresh cache, ~20 s), a LoRA checkpoint with nonzero adapters."""
+    from peft import PeftModel
+
+    overrides = ["model.name=smollm2-135m", f"model.cache_dir={tmp_path / 'cache'}", "model.lora_rank=8"]
+    config = load_config("smoke", overrides)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_config(config, run_dir / "config.yaml")
+    model, _ = load_model(config.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:  # B starts at 0, which would make the adapters a no-op
+                parameter.copy_(0.02 * torch.randn(parameter.shape, generator=generator))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_checkpoint(run_dir, 3, model, optimizer, scheduler, {})
+    _, expected = scored(*sdar_way(run_dir, 3))
+
+    assert export(run_dir, "--output", tmp_path / "merged") == 0
+    merged, tokenizer = plain_transformers(tmp_path / "merged")
+    assert merged.config.tie_word_embeddings and merged.lm_head.weight is merged.model.embed_tokens.weight
+    _, logprobs = scored(merged, tokenizer)
+    torch.testing.assert_close(logprobs, expected, atol=SMOLLM2_MERGED_TOLERANCE, rtol=0)
+    base, _ = load_model(dataclasses.replace(config.model, lora_rank=0))  # the weights it was trained on
+    _, untrained = scored(base, tokenizer)
+    assert (untrained - expected).abs().max() > 100 * SMOLLM2_MERGED_TOLERANCE
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert huggingface_hub.ModelCard(card).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    assert export(run_dir, "--output", tmp_path / "adapter", "--adapter") == 0
+    adapter_config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    _, logprobs = scored(PeftModel.from_pretrained(base, tmp_path / "adapter").eval(), tokenizer)
+    torch.testing.assert_close(logprobs, expected, atol=1e-6, rtol=0)
+    assert "acts slightly differently" in (tmp_path / "adapter" / "README.md").read_text()
 
 
 # ---- refusals: one line each, nothing written ------------------------------------------------------------
