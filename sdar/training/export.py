@@ -82,6 +82,10 @@ def export_run(
         if adapter:
             _name_the_adapter_base(staging, config)
         (staging / CARD).write_text(card)
+        mode = (staging / CARD).stat().st_mode & 0o777  # the umask's; safetensors files come out 0600
+        for path in staging.iterdir():
+            if path.is_file():
+                path.chmod(mode)
     exported = Export(folder=output, checkpoint=checkpoint, step=step)
     if push_to_hub:
         url = upload(

@@ -114,7 +114,7 @@ def model_card(run_dir: Path, config, *, step: int, adapter: bool, folder: Path,
     lines = [
         f"# {repo_id or folder.name}",
         "",
-        f"A policy trained by sdar's `{method}` method on `{config.env.name}`.",
+        f"A policy trained with sdar (method `{method}`) on `{config.env.name}`.",
         "",
     ]
     lines += ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in facts), ""]

@@ -4,6 +4,7 @@ with the log-probs of the run's checkpoint; --step; the model card; every refusa
 
 import dataclasses
 import json
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def export(*arguments):
     return main(["export", *map(str, arguments)])
 
 
+def current_umask():
+    probe = Path(tempfile.mkdtemp()) / "probe"
+    probe.write_text("")
+    return 0o666 & ~probe.stat().st_mode & 0o777
+
+
 def plain_transformers(folder):
     return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
@@ -81,6 +88,8 @@ def test_a_merged_lora_export_loads_with_plain_transformers_and_scores_as_the_ch
     _, untrained = scored(*load_model(load_config(str(trained["lora"] / "config.yaml")).model))
     assert (untrained - expected).abs().max() > 100 * MERGED_TOLERANCE  # training moved what is compared
     assert json.loads((tmp_path / "merged" / "config.json").read_text())["use_cache"] is True
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "merged").iterdir()}
+    assert set(modes.values()) == {0o666 & ~current_umask()}, modes  # as any file this process writes
 
 
 def test_a_full_fine_tuning_export_scores_exactly_as_the_checkpoint(trained, tmp_path):
