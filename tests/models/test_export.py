@@ -225,6 +225,26 @@ def leftovers(folder):
     return sorted(path.name for path in folder.iterdir() if ".export" in path.name)
 
 
+def test_the_model_card_names_the_warm_start_and_leaves_out_a_broken_evaluation(saved_run, tmp_path):
+    warm_start = {"key": "0123456789abcdef", "base_model": "smollm2-135m", "pairs": 120}
+    (saved_run / "run_info.json").write_text(json.dumps({"warm_start": warm_start}))
+    (saved_run / "eval" / "broken").mkdir(parents=True)
+    (saved_run / "eval" / "broken" / "summary.json").write_text("{")
+    with pytest.warns(UserWarning, match="not an sdar eval summary"):
+        export_module.export_run(saved_run, tmp_path / "merged")
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert huggingface_hub.ModelCard(card).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        "after sdar's supervised warm start (cache key `0123456789abcdef`, 120 demonstration pairs)" in card
+    )
+    assert "| broken |" not in card and "The run holds no evaluation" in card
+    with pytest.warns(UserWarning):
+        export_module.export_run(saved_run, tmp_path / "adapter", adapter=True)
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert "The adapter applies to the SFT warm-start model" in card
+    assert huggingface_hub.ModelCard(card).data.base_model is None  # `tiny` here: no Hub id to name
+
+
 def test_a_step_that_was_not_saved_is_refused_listing_the_saved_ones(saved_run, tmp_path, capsys):
     line = refused(capsys, saved_run, "--output", tmp_path / "out", "--step", 3)
     assert "--step 3" in line and "saved steps: 2, 4" in line

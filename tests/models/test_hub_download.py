@@ -119,6 +119,7 @@ def expected_reply():
     return generate_chat(backend, tokenizer, PROMPT, max_new_tokens=8)
 
 
+@pytest.mark.slow  # two `sdar chat` processes: 13-37 s on 2 shared cores
 def test_online_a_hub_id_downloads_into_the_cache_then_loads_offline_from_it(hub, tmp_path):
     hf_home = tmp_path / "hf-home"
     online = sdar_chat(REPO_ID, hub, hf_home, offline=False)
