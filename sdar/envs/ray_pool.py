@@ -105,10 +105,9 @@ def connect_ray(address: str):
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    joining = bool(address or os.environ.get("RAY_ADDRESS"))
-    where = f"env.ray_address={address!r}" if address else f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')!r}"
+    target = _join_target(address)
     try:
-        if joining:
+        if target is not None:
             with _join_knobs():
                 ray.init(address=address or None)
         else:
@@ -116,18 +115,63 @@ def connect_ray(address: str):
     except Exception as error:
         with contextlib.suppress(Exception):
             ray.shutdown()  # whatever ray.init started before it failed
-        if not joining:
-            raise RayPoolError(
-                f"could not start a local Ray instance ({_one_line(error)}); check `ray status` and the logs "
-                "under /tmp/ray, or join a running cluster with env.ray_address"
-            ) from None
-        raise RayPoolError(
-            f"could not join the Ray cluster at {where} ({_one_line(error)}); check that `ray start --head` "
-            "runs there with the same Ray and Python versions, that its port (6379 by default) is reachable "
-            "from this machine and its auth token is here (~/.ray/auth_token or RAY_AUTH_TOKEN), or set "
-            "env.ray_address='' to start Ray on this machine"
-        ) from None
+        raise _connect_error(error, target) from None
     return ray
+
+
+def _join_target(address: str) -> tuple[str, str] | None:
+    """(what ray.init(address or None) will join, what else to do) in words; None: it starts a local instance.
+
+    Ray joins, in this order: the address given, RAY_ADDRESS, the address the last `ray start` on this machine
+    recorded (left behind when that cluster is killed: joining it then fails like any unreachable address)."""
+    if address:
+        return f"env.ray_address={address!r}", "or set env.ray_address='' to start Ray on this machine"
+    if os.environ.get("RAY_ADDRESS"):
+        return (
+            f"RAY_ADDRESS={os.environ['RAY_ADDRESS']!r}",
+            "or unset RAY_ADDRESS to start Ray on this machine",
+        )
+    try:
+        from ray._private.utils import get_ray_address_file, read_ray_address
+
+        recorded, where = read_ray_address(), get_ray_address_file(None)
+    except (ImportError, AttributeError, OSError):
+        return None
+    if not recorded:
+        return None
+    return (
+        f"{recorded}, the address the last `ray start` on this machine left in {where}",
+        "or, if that cluster is gone, `ray stop` or delete that file so that Ray starts anew here",
+    )
+
+
+def _root_cause(error: BaseException) -> str:
+    """The last line of the innermost cause: ray.init's own message hides it (e.g. a refused auth token)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join((lines[-1] if lines else type(error).__name__).split())[:400]
+
+
+def _connect_error(error: Exception, target: tuple[str, str] | None) -> RayPoolError:
+    cause = _root_cause(error)
+    if target is None:
+        return RayPoolError(
+            f"could not start a local Ray instance ({_one_line(error, 300)}; {cause}); check `ray status` "
+            "and the logs under /tmp/ray, or join a running cluster with env.ray_address"
+        )
+    where, otherwise = target
+    if "AuthenticationError" in cause or "InvalidAuthToken" in cause:
+        return RayPoolError(
+            f"the Ray cluster at {where} wants its auth token ({cause.split('. ')[0]}); Ray sends it to an "
+            "explicit address only under RAY_AUTH_MODE=token: export RAY_AUTH_MODE=token, with the head's "
+            "token (`ray get-auth-token` there) in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        )
+    return RayPoolError(
+        f"could not join the Ray cluster at {where} ({_one_line(error, 300)}; {cause}); check that "
+        "`ray start --head` runs there with the same Ray and Python versions and that its port (6379 by "
+        f"default) is reachable from this machine, {otherwise}"
+    )
 
 
 class _EnvActor:

@@ -7,9 +7,13 @@ import functools
 import importlib.util
 import json
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -232,14 +236,30 @@ def ray_service_pids() -> set[int]:
 
 @needs_ray
 @pytest.mark.parametrize(
-    "address, order",
+    "address, order, names",
     [
-        ("127.0.0.1:1", "ray-imported-first"),
-        pytest.param("127.0.0.1:1", "pool-imports-ray", marks=pytest.mark.slow),
-        pytest.param("10.255.255.1:6379", "pool-imports-ray", marks=pytest.mark.slow),
+        ("127.0.0.1:1", "ray-imported-first", "env.ray_address='127.0.0.1:1'"),
+        pytest.param(
+            "127.0.0.1:1", "pool-imports-ray", "env.ray_address='127.0.0.1:1'", marks=pytest.mark.slow
+        ),
+        pytest.param(
+            "10.255.255.1:6379",
+            "pool-imports-ray",
+            "env.ray_address='10.255.255.1:6379'",
+            marks=pytest.mark.slow,
+        ),
+        # "" joins what the last `ray start` here recorded, if it recorded anything: here a cluster now gone
+        pytest.param("", "pool-imports-ray", "ray_current_cluster", marks=pytest.mark.slow),
     ],
 )
-def test_an_unreachable_cluster_fails_within_seconds_and_leaves_nothing_running(address, order):
+def test_an_unreachable_cluster_fails_within_seconds_and_leaves_nothing_running(
+    address, order, names, tmp_path
+):
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
+    variables = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    if not address:
+        variables["RAY_TMPDIR"] = str(tmp_path)  # where Ray looks for the recorded address
     before = ray_service_pids()
     done = subprocess.run(
         [sys.executable, "-c", JOIN_SCRIPT, address, order],
@@ -247,12 +267,83 @@ def test_an_unreachable_cluster_fails_within_seconds_and_leaves_nothing_running(
         text=True,
         timeout=120,
         cwd=REPO,
+        env=variables,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     error = report["error"]
     assert error is not None and "\n" not in error
-    assert f"env.ray_address={address!r}" in error and "ray start --head" in error
+    assert names in error and "ray start --head" in error
     assert report["elapsed"] < 30  # Ray's own retries would take many minutes
     assert not report["initialized"] and report["children"] == [] and report["knobs"] == []
     assert not (ray_service_pids() - before)
+
+
+# Plays lockbox on the Ray cluster at argv[1] through make_env_pool, as `sdar train/eval` build their pool.
+PLAY_SCRIPT = """
+import json, os, sys
+from sdar.config import load_config
+from sdar.envs.policies import ExpertPolicy, run_episodes
+from sdar.envs.pool import make_env_pool
+overrides = ["env.executor=ray", "env.workers=2", f"env.ray_address={sys.argv[1]}"]
+config = load_config("examples/lockbox/config.yaml", overrides)
+with make_env_pool(config.env, 2) as pool:
+    outcomes = run_episodes(pool, ExpertPolicy(), [f"valid-{i}" for i in range(4)])
+    pids = pool._ray.get([actor.pid.remote() for actor in pool._actors])
+parents = [int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids]
+print(json.dumps({"won": [o.won for o in outcomes], "parents": parents, "driver": os.getpid()}))
+"""
+
+
+def wait_for_port(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+@needs_ray
+@pytest.mark.slow
+def test_joins_a_cluster_started_with_ray_start_by_its_address():
+    temp_dir = tempfile.mkdtemp(
+        prefix="sdar-ray-", dir="/tmp"
+    )  # short: Ray's socket paths have a length limit
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    variables = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    variables.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_TMPDIR=temp_dir)
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", "--num-cpus=2"]
+        + ["--include-dashboard=false", f"--temp-dir={temp_dir}", "--block"],
+        env=variables,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_port(port, 60), "the Ray head did not start"
+        address = f"127.0.0.1:{port}"
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=180, cwd=REPO)
+        played = run([sys.executable, "-c", PLAY_SCRIPT, address], env=variables)
+        assert played.returncode == 0, played.stderr[-3000:]
+        report = json.loads(played.stdout.strip().splitlines()[-1])
+        assert report["won"] == [True] * 4
+        assert report["driver"] not in report["parents"]  # the actors run under the head's raylet
+        without_token_mode = {key: value for key, value in variables.items() if key != "RAY_AUTH_MODE"}
+        refused = run(
+            [sys.executable, "-c", JOIN_SCRIPT, address, "pool-imports-ray"], env=without_token_mode
+        )
+        error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
+        assert f"env.ray_address={address!r}" in error and "export RAY_AUTH_MODE=token" in error
+    finally:
+        head.terminate()  # `ray start --block` stops the node's processes when it ends
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
