@@ -232,24 +232,31 @@ class RayEnvPool(SlotPool):
                 f"env_factory must be picklable (a module-level class or function, or a functools.partial "
                 f"of one): {_one_line(error)}"
             ) from None
+        started_ray = not import_ray().is_initialized()
         self._ray = ray = connect_ray(address)
-        cpus = ray.cluster_resources().get("CPU", 0.0)
-        if cpus < self.num_workers * CPUS_PER_ACTOR:
-            raise RayPoolError(
-                f"{self.num_workers} env actors need {self.num_workers * CPUS_PER_ACTOR:g} CPUs but the Ray "
-                f"cluster has {cpus:g}: lower env.workers or add machines (`ray start --address=HEAD:6379`)"
-            )
-        self._actor_class = ray.remote(num_cpus=CPUS_PER_ACTOR, max_restarts=0)(_EnvActor)
-        self._search_path = [entry for entry in sys.path if entry and os.path.isdir(entry)]
         self._actors: list = []
         self._finalizer = weakref.finalize(self, _stop_actors, ray, self._actors, CLOSE_GRACE_S)
         try:
+            self._check_cpus()
+            self._actor_class = ray.remote(num_cpus=CPUS_PER_ACTOR, max_restarts=0)(_EnvActor)
+            self._search_path = [entry for entry in sys.path if entry and os.path.isdir(entry)]
             self._actors.extend(self._new_actor() for _ in range(self.num_workers))
             self._wait_until_started()
         except BaseException:
             self._closed = True
             self._finalizer()
+            if started_ray:
+                ray.shutdown()  # the connection this pool made, and a local instance it started, go too
             raise
+
+    def _check_cpus(self) -> None:
+        """Actors the cluster has no CPUs for would wait forever and time out every call: refuse up front."""
+        cpus = self._ray.cluster_resources().get("CPU", 0.0)
+        if cpus < self.num_workers * CPUS_PER_ACTOR:
+            raise RayPoolError(
+                f"{self.num_workers} env actors need {self.num_workers * CPUS_PER_ACTOR:g} CPUs but the Ray "
+                f"cluster has {cpus:g}: lower env.workers or add machines (`ray start --address=HEAD:6379`)"
+            )
 
     def _new_actor(self):
         return self._actor_class.remote(self._factory_pickle, self._search_path)

@@ -205,20 +205,27 @@ import json, os, sys, time
 if sys.argv[2] == "ray-imported-first":  # as vLLM does, before the pool reads Ray's connect knobs
     import ray
 from sdar.envs.ray_pool import JOIN_KNOBS, RayEnvPool, RayPoolError
+workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 started = time.monotonic()
 try:
-    RayEnvPool(str, num_slots=1, num_workers=1, address=sys.argv[1])
+    RayEnvPool(str, num_slots=workers, num_workers=workers, address=sys.argv[1])
     error = None
 except RayPoolError as caught:
     error = str(caught)
 elapsed = time.monotonic() - started
 import ray
-children = [
-    int(entry) for entry in os.listdir("/proc") if entry.isdigit() and os.path.exists(f"/proc/{entry}/stat")
-    and open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())
-]
+def parent(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+def children():
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and parent(pid) == os.getpid()]
+deadline = time.monotonic() + 10
+while children() and time.monotonic() < deadline:
+    time.sleep(0.2)
 print(json.dumps({"error": error, "elapsed": elapsed, "initialized": ray.is_initialized(),
-                  "children": children, "knobs": [k for k in JOIN_KNOBS if k in os.environ]}))
+                  "children": children(), "knobs": [k for k in JOIN_KNOBS if k in os.environ]}))
 """
 
 
@@ -347,3 +354,28 @@ def test_joins_a_cluster_started_with_ray_start_by_its_address():
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=10)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_pool_that_cannot_start_stops_the_local_ray_it_started():
+    temp_dir = tempfile.mkdtemp(
+        prefix="sdar-ray-", dir="/tmp"
+    )  # short: Ray's socket paths have a length limit
+    variables = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    variables["RAY_TMPDIR"] = temp_dir  # no address recorded there: "" starts a local instance
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", JOIN_SCRIPT, "", "pool-imports-ray", "1000"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=REPO,
+            env=variables,
+        )
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["error"].startswith("1000 env actors need 1000 CPUs but the Ray cluster has")
+    assert not report["initialized"] and report["children"] == []
