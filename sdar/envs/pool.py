@@ -13,11 +13,12 @@ Failures stay local to an episode:
   results; the other slots of that worker lost their env state too, so their next step fails as well
   (`info["error"]` says why) until they are reset. Slots on other workers are untouched.
 
-`num_workers=0` runs the envs in this process: no isolation and no timeout (an exception is still caught),
-for debugging and for envs that are too cheap to be worth a process. `num_workers >= 1` uses processes
-started with `spawn` (or `forkserver`): never `fork`, which would copy a parent that may hold torch threads.
-`env_factory` must be picklable (a module-level class or function, or a functools.partial of one). The pool
-is a context manager, closes itself at interpreter exit, and reaps every worker it started.
+`num_workers=0` runs the envs in this process: no isolation and no timeout (an exception, or a SystemExit, is
+still caught; a KeyboardInterrupt, the user's Ctrl-C, stops the run after a one-line message), for debugging
+and for envs that are too cheap to be worth a process. `num_workers >= 1` uses processes started with `spawn`
+(or `forkserver`): never `fork`, which would copy a parent that may hold torch threads. `env_factory` must
+be picklable (a module-level class or function, or a functools.partial of one). The pool is a context
+manager, closes itself at interpreter exit, and reaps every worker it started.
 
 `SlotPool` holds the batched API and the bookkeeping above; `sdar.envs.ray_pool.RayEnvPool` runs the same
 slots on Ray actors instead of processes, with the same guarantees. `make_env_pool(config.env, slots)` builds
@@ -93,7 +94,7 @@ class SlotEnvs:
             if slot not in self.envs:
                 self.envs[slot] = self.env_factory()
             return True, _run_call(self.envs[slot], method, args)
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit() in env code ends its episode, not the run
             reason = f"{method} raised {type(error).__name__}: {error}"[:4000]
             self.discard(slot)
             if method != "task_ids":
@@ -332,7 +333,18 @@ class EnvPool(SlotPool):
     def _run(self, batches: dict[int, list], outcomes: list, calls, timeout_s: float) -> None:
         if self._local is not None:
             for index, slot, method, args in batches.get(0, ()):
-                outcomes[index] = self._local.call(slot, method, args)
+                try:
+                    outcomes[index] = self._local.call(slot, method, args)
+                except KeyboardInterrupt:  # Ctrl-C while the env ran: stop, saying where
+                    self._local.discard(slot)  # its state is that of a call cut short
+                    self._local.broken[slot] = f"{method} was interrupted (KeyboardInterrupt)"
+                    logger.error(
+                        "stopped by KeyboardInterrupt (Ctrl-C) during %s of env slot %d, which runs in this "
+                        "process (env.workers=0)",
+                        method,
+                        slot,
+                    )
+                    raise
             return
         pending = {worker: {index for index, *_ in batch} for worker, batch in batches.items()}
         self._call_id += 1
