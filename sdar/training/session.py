@@ -78,7 +78,8 @@ class RolloutSession:
             self.teacher = TeacherWeights.from_config(config.teacher, model, base_model=base_model)
         # Last: a vLLM engine takes the most time and memory to start, so what can fail fast fails first.
         try:
-            self.backend = make_backend(config, model, tokenizer)
+            with full_weights(model):  # an engine starts with the whole weights, also of a sharded model
+                self.backend = make_backend(config, model, tokenizer)
         except BaseException:
             self.pool.close()
             raise

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,15 +120,19 @@ class Trainer:
         # One process, or one of the `accelerate launch` processes (sdar/training/distributed.py).
         self.parallel = parallel or DataParallel.from_environment()
         self.run_dir = Path(run_dir)
+        created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.session: RolloutSession | None = None
         self.logger = NullLogger()
-        self.lock = self._claim_run_dir(resume)
+        self.lock = None
         try:
+            self.lock = self._claim_run_dir(resume)
             self._build(resume)
         except BaseException:
             self.close()
+            if created:  # a run that never started leaves no directory behind (it held nothing before)
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
 
     def _claim_run_dir(self, resume: bool) -> DirectoryLock | None:

@@ -6,8 +6,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sdar.config import load_config
+from sdar.training.checkpoint import WEIGHTS
 from sdar.training.trainer import Trainer
 
 pytest.importorskip("alfworld")
@@ -336,3 +338,36 @@ def test_a_new_run_is_refused_a_directory_holding_another_runs_steps(tmp_path, m
     with pytest.raises(ConfigError, match="no checkpoint to resume from: move it away"):
         Trainer(load_config("smoke", FAST), run_dir)
     assert (run_dir / "metrics.jsonl").read_text() == metrics  # nothing mixed in
+
+
+def test_a_run_that_fails_to_start_leaves_no_directory_and_keeps_an_existing_one(tmp_path):
+    from sdar.config import ConfigError
+
+    missing_model = [*FAST, f"model.name={tmp_path / 'no-such-model'}"]
+    with pytest.raises(ConfigError):
+        Trainer(load_config("smoke", missing_model), tmp_path / "new" / "run")
+    assert not (tmp_path / "new" / "run").exists()
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError):
+        Trainer(load_config("smoke", missing_model), existing)
+    assert (existing / "notes.txt").read_text() == "mine"
+
+
+def test_one_process_sharded_run_equals_the_unsharded_run(tmp_path):
+    """FSDP over a world of one process (a group made for it) computes what the unsharded trainer does."""
+    (plain, _), (sharded, _) = (
+        run(tmp_path / name, "trainer.steps=2", *extra)
+        for name, extra in (("plain", []), ("sharded", ["trainer.sharding=fsdp"]))
+    )
+    for line_plain, line_sharded in zip(plain, sharded, strict=True):
+        kept = [key for key in line_plain if not key.startswith("time/") and not key.endswith("_s")]
+        assert {key: line_plain[key] for key in kept} == {key: line_sharded[key] for key in kept}
+    weights = [
+        load_file(tmp_path / name / "run" / "checkpoints" / "step_000002" / WEIGHTS)
+        for name in ("plain", "sharded")
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

@@ -99,3 +99,14 @@ def test_two_data_parallel_processes_each_drive_their_own_engine(tmp_path):
     assert [m["step"] for m in steps] == [1, 2]
     for m in steps:  # both processes' episodes, each sampled by its own engine with its own weights copy
         assert m["train/episodes"] == 4 and m["rollout/logprob_abs_diff_max"] < TOLERANCE
+
+
+def test_a_sharded_run_hands_the_engine_its_whole_weights_after_every_update(tmp_path):
+    """FSDP (over this one process): the engine must get the gathered weights, not one process's shards; its
+    log-probs match the trainer's at every step only if it does."""
+    run_dir = tmp_path / "run"
+    sharded = [*VLLM, "trainer.sharding=fsdp", "trainer.eval_at_ends=false", "trainer.steps=2"]
+    assert main(["train", "smoke", *sharded, "--output", str(run_dir)]) == 0
+    steps = metrics_of(run_dir)
+    assert [m["step"] for m in steps] == [1, 2]
+    assert all(m["rollout/logprob_abs_diff_max"] < TOLERANCE for m in steps)
