@@ -106,6 +106,12 @@ class EnvSpec:
     admits: Callable[[str, tuple[str, ...]], bool] = lambda action, admissible_actions: (
         action in admissible_actions
     )
+    # The fewest turns in which any task of the env can be won (WebShop: search, click a product, buy): an
+    # evaluation with env.max_turns below it cannot win an episode and is refused up front.
+    min_turns: int = 1
+    # The env's own scripted eval policies (eval.policy values beyond model, expert and random, which every
+    # env plays), e.g. Search-QA's no_search; an evaluation of another env refuses them.
+    policies: tuple[str, ...] = ()
 
 
 ENVS: dict[str, EnvSpec] = {}

@@ -9,10 +9,13 @@ Policies (`eval.policy`):
   for teacher skills and the student sees skills only with `eval.student_skills` (the Skill-Prompt
   baseline; Skill-GRPO is reported without skills, spec §3);
 - expert: the env's expert (ALFWorld: the PDDL planner): an upper bound, and a check that the panel is
-  solvable;
+  solvable; like every env call it gets `env.step_timeout_s` (ALFWorld's planner can take minutes on a few
+  games before its plan is cached: raise it there, e.g. env.step_timeout_s=600);
 - random: uniform over the admissible actions; each episode has its own stream seeded by (eval seed, task),
   so results do not depend on worker or slot counts;
 - no_search (Search-QA): the closed-book baseline, answering at once without retrieval.
+An env's own policy (`EnvSpec.policies`, e.g. no_search) on another env, or an `env.max_turns` below the env's
+shortest won episode (`EnvSpec.min_turns`), is refused before anything is loaded.
 Expert and greedy-model play ignore the seed: they are played once and stand for every seed (std 0), which
 the summary records as `seed_independent`.
 
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sdar.config import Config, ConfigError, load_config, to_dict
-from sdar.envs import get_env_spec, make_env
+from sdar.envs import ENVS, get_env_spec, make_env
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
 from sdar.envs.pool import EnvPool, make_env_pool
 from sdar.evaluation.journal import Journal, resume_key
@@ -40,7 +43,6 @@ from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results
 from sdar.training.checkpoint import load_trainable_weights
 
-EXPERT_TIMEOUT_S = 600.0  # the planner can take minutes on a few games before its plan is cached
 WEIGHT_FIELDS = ("name", "lora_rank", "lora_alpha", "lora_target_modules")  # model fields a checkpoint fixes
 UNKNOWN_TYPE = "unknown"  # the type of an episode whose reset failed
 
@@ -70,7 +72,7 @@ class PerEpisodeRandomPolicy:
 def play_scripted(pool: EnvPool, policy: str, panel: Panel, seed: int, max_turns: int, timeout_s: float):
     """One episode per panel task with the expert, the seeded random or the no-search policy."""
     if policy == "expert":
-        player, timeout_s = ExpertPolicy(), max(timeout_s, EXPERT_TIMEOUT_S)
+        player = ExpertPolicy()
     elif policy == "no_search":  # Search-QA's closed-book baseline: answers at once, never retrieves
         from sdar.envs.search_qa.policies import NoSearchPolicy
 
@@ -220,6 +222,26 @@ def _seeds(values) -> list[int]:
     return seeds
 
 
+def check_playable(config: Config) -> None:
+    """Refuse an evaluation that cannot score: another env's own policy (`EnvSpec.policies`), or an
+    env.max_turns below the env's shortest won episode (`EnvSpec.min_turns`)."""
+    spec, policy = get_env_spec(config.env.name), config.eval.policy
+    owners = sorted(name for name, other in ENVS.items() if policy in other.policies)
+    if owners and policy not in spec.policies:
+        choices = next(f.metadata["choices"] for f in dataclasses.fields(config.eval) if f.name == "policy")
+        usable = [p for p in choices if p in spec.policies or not any(p in s.policies for s in ENVS.values())]
+        raise ConfigError(
+            f"eval.policy={policy} works only on env {', '.join(owners)}, not on {spec.name!r}; "
+            f"choose one of: {', '.join(usable)}"
+        )
+    if config.env.max_turns < spec.min_turns:
+        raise ConfigError(
+            f"env.max_turns={config.env.max_turns} is below {spec.min_turns}, the fewest turns in which a "
+            f"{spec.name!r} task can be won, so no episode could be won; set env.max_turns={spec.min_turns} "
+            "or more"
+        )
+
+
 def _student_skills(config: Config):
     """task -> the routed skill text the teacher would see, for the student's own prompt."""
     from sdar.skills import library_name, teacher_context
@@ -262,6 +284,7 @@ def evaluate(
     started = time.perf_counter()
     evaluation, env = config.eval, config.env
     seeds = _seeds(evaluation.seeds)
+    check_playable(config)
     checkpoint_dir = resolve_checkpoint(checkpoint) if checkpoint is not None else None
     if checkpoint_dir is not None:
         if evaluation.policy != "model":

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 
 from sdar.config import ConfigError
-from sdar.envs.base import EnvSpec
-from sdar.envs.search_qa.datasets import DATASETS
+from sdar.envs.base import EnvSpec, missing_package_or_data
+from sdar.envs.search_qa.datasets import DATASETS, resolve_data_dir
 from sdar.envs.search_qa.env import SearchQAEnv
 from sdar.envs.search_qa.prompts import (
     SEARCH_STOP,
@@ -36,12 +36,17 @@ def make_search_qa_env(data_dir: str | None = None, **options) -> SearchQAEnv:
     return SearchQAEnv(resources, **env_settings)
 
 
-def check_search_qa(data_dir=None) -> str | None:
-    """Why the env cannot run here (a missing package), or None; the data folder is checked at build time."""
+def search_qa_packages_missing() -> str | None:
+    """Why the Search-QA packages cannot be imported here, or None."""
     for module, package in (("bm25s", "bm25s"), ("pyarrow", "pyarrow")):
         if importlib.util.find_spec(module) is None:
             return f"{package} is not installed: pip install 'sdar[search]'"
     return None
+
+
+def check_search_qa(data_dir=None) -> str | None:
+    """Why the env cannot run here (a missing package, or the data folder: env.data_dir or $SEARCHQA_DATA)."""
+    return missing_package_or_data(search_qa_packages_missing(), resolve_data_dir, data_dir)
 
 
 SEARCH_QA_SPEC = EnvSpec(
@@ -57,6 +62,8 @@ SEARCH_QA_SPEC = EnvSpec(
     requires="search",
     check=check_search_qa,
     average="task_types",  # spec §7: Avg = the plain mean of the datasets
+    min_turns=1,  # an answer on the first turn ends the episode
+    policies=("no_search",),  # the closed-book baseline (sdar.envs.search_qa.policies)
 )
 
 __all__ = ["SEARCH_QA_SPEC", "QuestionBank", "SearchQAEnv", "check_search_qa", "make_search_qa_env"]

@@ -10,11 +10,21 @@ from sdar.envs.base import EnvSpec
 from sdar.envs.webshop.categories import CATEGORIES
 from sdar.envs.webshop.env import admits
 from sdar.envs.webshop.prompts import build_webshop_prompt
-from sdar.envs.webshop.registry import make_generated_webshop_env, make_webshop_env, webshop_engine_missing
+from sdar.envs.webshop.registry import (
+    check_webshop,
+    make_generated_webshop_env,
+    make_webshop_env,
+    webshop_engine_missing,
+)
 from sdar.rollout.parsing import parse_action_reply
 
+# The shortest won episode: search, click the product, buy now (a purchase ends the episode). Some real goals
+# ask for no option; every generated goal asks for at least one, which takes a click more.
+MIN_TURNS_REAL = 3
+MIN_TURNS_GENERATED = 4
 
-def _webshop_spec(name: str, factory, description: str) -> EnvSpec:
+
+def _webshop_spec(name: str, factory, description: str, check, min_turns: int) -> EnvSpec:
     """Both WebShop envs share the prompt, the think/action reply format and the skill library."""
     return EnvSpec(
         name=name,
@@ -26,9 +36,9 @@ def _webshop_spec(name: str, factory, description: str) -> EnvSpec:
         skill_library="webshop",
         task_types=CATEGORIES,
         requires="webshop",
-        # the data folder is checked by the factory (env.data_dir or $WEBSHOP_DATA)
-        check=webshop_engine_missing,
+        check=check,
         admits=admits,
+        min_turns=min_turns,
     )
 
 
@@ -38,11 +48,15 @@ WEBSHOP_SPECS = (
         make_webshop_env,
         "WebShop, real 1k-product catalogue, 6,910 goals: test = goals 0-499, train = 500+ "
         "(data: $WEBSHOP_DATA)",
+        check_webshop,  # bm25s, then the data folder (env.data_dir or $WEBSHOP_DATA)
+        MIN_TURNS_REAL,
     ),
     _webshop_spec(
         "webshop-gen",
         make_generated_webshop_env,
         "WebShop on a generated catalogue, no data needed (splits train, test)",
+        webshop_engine_missing,
+        MIN_TURNS_GENERATED,
     ),
 )
 
