@@ -286,60 +286,83 @@ def test_an_unreachable_cluster_fails_within_seconds_and_leaves_nothing_running(
     assert not (ray_service_pids() - before)
 
 
-# Plays lockbox on the Ray cluster at argv[1] through make_env_pool, as `sdar train/eval` build their pool.
+# Plays lockbox on the Ray cluster at argv[1] with argv[2] actors through make_env_pool, as `sdar train` and
+# `sdar eval` build their pool; reports the outcomes and each actor's parent process (its node's raylet).
 PLAY_SCRIPT = """
 import json, os, sys
 from sdar.config import load_config
 from sdar.envs.policies import ExpertPolicy, run_episodes
 from sdar.envs.pool import make_env_pool
-overrides = ["env.executor=ray", "env.workers=2", f"env.ray_address={sys.argv[1]}"]
+overrides = ["env.executor=ray", f"env.workers={sys.argv[2]}", f"env.ray_address={sys.argv[1]}"]
 config = load_config("examples/lockbox/config.yaml", overrides)
-with make_env_pool(config.env, 2) as pool:
-    outcomes = run_episodes(pool, ExpertPolicy(), [f"valid-{i}" for i in range(4)])
+with make_env_pool(config.env, int(sys.argv[2])) as pool:
+    outcomes = run_episodes(pool, ExpertPolicy(), [f"valid-{i}" for i in range(6)])
     pids = pool._ray.get([actor.pid.remote() for actor in pool._actors])
-parents = [int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids]
+    parents = [int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids]
 print(json.dumps({"won": [o.won for o in outcomes], "parents": parents, "driver": os.getpid()}))
 """
 
 
-def wait_for_port(port: int, timeout_s: float) -> bool:
+def wait_until(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return True
+        if predicate():
+            return True
         time.sleep(0.5)
     return False
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    node.terminate()  # `ray start --block` stops its node's processes when it ends
+    try:
+        node.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait(timeout=10)
+
+
 @needs_ray
 @pytest.mark.slow
-def test_joins_a_cluster_started_with_ray_start_by_its_address():
-    temp_dir = tempfile.mkdtemp(
-        prefix="sdar-ray-", dir="/tmp"
-    )  # short: Ray's socket paths have a length limit
+def test_joins_a_two_node_cluster_started_with_ray_start_by_its_address():
+    """A head and a second node on this machine, as on two machines: the actors spread over both nodes."""
+    # A short folder: Ray's socket paths under it have a length limit that pytest's tmp_path can exceed.
+    temp_dir = tempfile.mkdtemp(prefix="sdar-ray-", dir="/tmp")
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
+    address = f"127.0.0.1:{port}"
     variables = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     variables.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_TMPDIR=temp_dir)
-    head = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", "--num-cpus=2"]
-        + ["--include-dashboard=false", f"--temp-dir={temp_dir}", "--block"],
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    start = functools.partial(
+        subprocess.Popen,
         env=variables,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=180, cwd=REPO)
+    nodes = [
+        start(
+            [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}"]
+            + ["--include-dashboard=false", "--block"]
+        )
+    ]
     try:
-        assert wait_for_port(port, 60), "the Ray head did not start"
-        address = f"127.0.0.1:{port}"
-        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=180, cwd=REPO)
-        played = run([sys.executable, "-c", PLAY_SCRIPT, address], env=variables)
+        assert wait_until(lambda: port_open(port), 60), "the Ray head did not start"
+        nodes.append(start([ray_cli, "start", f"--address={address}", "--num-cpus=1", "--block"]))
+        status = functools.partial(run, [ray_cli, "status", f"--address={address}"], env=variables)
+        assert wait_until(lambda: "/3.0 CPU" in status().stdout, 60), "the second node did not join"
+        played = run([sys.executable, "-c", PLAY_SCRIPT, address, "3"], env=variables)
         assert played.returncode == 0, played.stderr[-3000:]
         report = json.loads(played.stdout.strip().splitlines()[-1])
-        assert report["won"] == [True] * 4
-        assert report["driver"] not in report["parents"]  # the actors run under the head's raylet
+        assert report["won"] == [True] * 6
+        assert len(set(report["parents"])) == 2 and report["driver"] not in report["parents"]  # 2 raylets
         without_token_mode = {key: value for key, value in variables.items() if key != "RAY_AUTH_MODE"}
         refused = run(
             [sys.executable, "-c", JOIN_SCRIPT, address, "pool-imports-ray"], env=without_token_mode
@@ -347,21 +370,16 @@ def test_joins_a_cluster_started_with_ray_start_by_its_address():
         error = json.loads(refused.stdout.strip().splitlines()[-1])["error"]
         assert f"env.ray_address={address!r}" in error and "export RAY_AUTH_MODE=token" in error
     finally:
-        head.terminate()  # `ray start --block` stops the node's processes when it ends
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=10)
+        for node in reversed(nodes):
+            stop_node(node)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @needs_ray
 @pytest.mark.slow
 def test_a_pool_that_cannot_start_stops_the_local_ray_it_started():
-    temp_dir = tempfile.mkdtemp(
-        prefix="sdar-ray-", dir="/tmp"
-    )  # short: Ray's socket paths have a length limit
+    # A short folder: Ray's socket paths under it have a length limit that pytest's tmp_path can exceed.
+    temp_dir = tempfile.mkdtemp(prefix="sdar-ray-", dir="/tmp")
     variables = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     variables["RAY_TMPDIR"] = temp_dir  # no address recorded there: "" starts a local instance
     try:
