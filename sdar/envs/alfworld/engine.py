@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,11 @@ class AlfworldGame:
         if not Path(self.game_file).is_file():
             raise FileNotFoundError(f"no ALFWorld game file at {self.game_file}")
         request = textworld.EnvInfos(won=True, admissible_commands=True, extras=["gamefile"])
-        self._env = textworld.start(self.game_file, request, wrappers=[demangler(), infos_wrapper])
+        with warnings.catch_warnings():
+            # textworld 1.7's PddlEnv.load reads the game with `json.load(open(path))` and leaves the file to
+            # the garbage collector: a ResourceWarning per loaded game, about a file already read and freed.
+            warnings.filterwarnings("ignore", r"unclosed file .*game\.tw-pddl", ResourceWarning)
+            self._env = textworld.start(self.game_file, request, wrappers=[demangler(), infos_wrapper])
         self._pddl_env = self._env
         while hasattr(self._pddl_env, "_wrapped_env"):
             self._pddl_env = self._pddl_env._wrapped_env
