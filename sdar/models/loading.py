@@ -133,7 +133,12 @@ def fix_chat_template_variables(tokenizer, variables: dict) -> None:
 
 
 def prepare_tokenizer(tokenizer, model) -> None:
-    """Pad token (eos if absent), left padding, chat template (ChatML if absent); mirrored into generation."""
+    """Pad token (eos if absent), left padding, chat template (ChatML if absent); mirrored into generation.
+    The tokenizer's length limit (`model_max_length`, past which transformers warns) becomes the model's
+    positions, instead of whatever number the tokenizer was saved with (SmolLM2's: 1e30)."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if positions:
+        tokenizer.model_max_length = positions
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelUnavailableError("the tokenizer has neither a pad nor an eos token; cannot batch")
