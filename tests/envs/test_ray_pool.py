@@ -87,6 +87,21 @@ def test_a_plugin_env_from_config_plays_the_same_episodes_under_both_executors(r
 
 
 @needs_ray
+def test_sdar_eval_plays_the_same_panel_under_both_executors(ray_cluster, tmp_path):
+    from sdar.evaluation.evaluate import evaluate
+
+    base = load_config(str(REPO / "examples/lockbox/config.yaml"), ["eval.policy=random", "env.workers=2"])
+    episodes = {}
+    for executor in ("processes", "ray"):
+        config = dataclasses.replace(base, env=dataclasses.replace(base.env, executor=executor))
+        summary = evaluate(config, output_dir=tmp_path / executor)
+        assert summary["episodes"] == 16 and summary["failed_episodes"] == 0
+        episodes[executor] = (tmp_path / executor / "episodes.jsonl").read_text().splitlines()
+    assert episodes["ray"] == episodes["processes"]
+    assert len({json.loads(line)["actions"][0] for line in episodes["ray"]}) > 1  # seeded, not all alike
+
+
+@needs_ray
 def test_actors_step_at_the_same_time(ray_cluster):
     with RayEnvPool(functools.partial(CounterEnv, delay_s=0.3), num_slots=2, num_workers=2) as pool:
         pool.reset_many([(0, "x"), (1, "y")])
