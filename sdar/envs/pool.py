@@ -21,8 +21,8 @@ be picklable (a module-level class or function, or a functools.partial of one). 
 manager, closes itself at interpreter exit, and reaps every worker it started.
 
 `SlotPool` holds the batched API and the bookkeeping above; `sdar.envs.ray_pool.RayEnvPool` runs the same
-slots on Ray actors instead of processes, with the same guarantees. `make_env_pool(config.env, slots)` builds
-the one `env.executor` names (docs/env-workers.md).
+slots on Ray actors instead of processes, with the same guarantees. `sdar.envs.executors.make_env_pool`
+builds the one `env.executor` names (docs/env-workers.md).
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from sdar.config import ConfigError
-from sdar.envs import env_factory
 from sdar.envs.base import StepResult, Task, TextEnv
 
 logger = logging.getLogger(__name__)
@@ -416,22 +414,3 @@ class SlotEnv:
 
     def close(self) -> None:
         pass
-
-
-def make_env_pool(env_config, num_slots: int) -> SlotPool:
-    """The pool the `env` config section asks for: `env.workers` processes, or Ray actors (`env.executor`)."""
-    factory = env_factory(env_config)
-    if env_config.executor == "ray":
-        if env_config.workers < 1:
-            raise ConfigError(
-                "env.executor=ray needs env.workers >= 1 (the number of Ray actors); set env.workers=N "
-                "or env.executor=processes"
-            )
-        from sdar.envs.ray_pool import RayEnvPool  # Ray is optional and slow to import
-
-        return RayEnvPool(
-            factory, num_slots, env_config.workers, env_config.step_timeout_s, address=env_config.ray_address
-        )
-    return EnvPool(
-        factory, num_slots=num_slots, num_workers=env_config.workers, timeout_s=env_config.step_timeout_s
-    )

@@ -16,7 +16,7 @@ from sdar.algorithms.distill import gap_gate
 from sdar.algorithms.objective import ObjectiveSettings
 from sdar.config import Config
 from sdar.envs import get_env_spec
-from sdar.envs.pool import make_env_pool
+from sdar.envs.executors import make_env_pool
 from sdar.models.backends import make_backend
 from sdar.models.sharding import full_weights
 from sdar.records import Batch, Episode, Turn

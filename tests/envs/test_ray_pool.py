@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from sdar.config import ConfigError, EnvConfig, load_config
+from sdar.envs.executors import make_env_pool
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episode, run_episodes
-from sdar.envs.pool import EnvPool, make_env_pool
+from sdar.envs.pool import EnvPool
 from sdar.envs.ray_pool import RayEnvPool, RayPoolError
 
 from .fakes import CounterEnv
@@ -307,7 +308,7 @@ PLAY_SCRIPT = """
 import json, os, sys
 from sdar.config import load_config
 from sdar.envs.policies import ExpertPolicy, run_episodes
-from sdar.envs.pool import make_env_pool
+from sdar.envs.executors import make_env_pool
 overrides = ["env.executor=ray", f"env.workers={sys.argv[2]}", f"env.ray_address={sys.argv[1]}"]
 config = load_config("examples/lockbox/config.yaml", overrides)
 with make_env_pool(config.env, int(sys.argv[2])) as pool:
