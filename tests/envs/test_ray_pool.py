@@ -209,7 +209,7 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 def test_importing_sdar_does_not_import_ray():
-    code = "import sys, sdar, sdar.envs.pool, sdar.envs.ray_pool; print('ray' in sys.modules)"
+    code = "import sys, sdar, sdar.envs.executors, sdar.envs.ray_pool; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
