@@ -15,10 +15,11 @@ Failures stay local to an episode, as in EnvPool:
   (`info["error"]` says why) until they are reset. Slots on other actors are untouched.
 
 Ray: if this process is connected already, the pool uses that connection; otherwise `ray.init(address)`:
-"" starts a local instance (or joins the one RAY_ADDRESS names), "auto" or "host:port" joins a cluster
-started with `ray start --head`. Joining gives up after about 10 s (Ray's own connect knobs, `JOIN_KNOBS`;
-without them Ray retries for many minutes) with a `RayPoolError` that names the address. Ray is imported
-here only, when a pool is built; the pool never shuts Ray down (Ray does at interpreter exit).
+"" joins the cluster RAY_ADDRESS names or the last `ray start` on this machine recorded, else starts a local
+instance; "auto" or "host:port" joins a cluster started with `ray start --head`. Joining gives up after about
+10 s (Ray's own connect knobs, `JOIN_KNOBS`; without them Ray retries for many minutes) with a `RayPoolError`
+that names the address. Ray is imported here only, when a pool is built. A pool that started Ray shuts it
+down only if the pool itself fails to start; otherwise Ray stops at interpreter exit.
 
 Every machine of the cluster must have sdar and the env's data installed at the same paths. The actors
 prepend this process's sys.path entries that exist on their machine, so a plugin env (`plugins: [x.py]`)
