@@ -14,9 +14,23 @@ from pathlib import Path
 
 import torch
 
+from sdar.models.sharding import full_tensor
+
 
 def _peft_base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _checkpoint_tensors(module: torch.nn.Module):
+    """(name, tensor) of what `module.state_dict()` lists (parameters, tied ones under each name, and
+    persistent buffers), read from the modules themselves: a sharded model's `state_dict()` would hand
+    out its shards and shard again what `full_weights` gathered (sdar/models/sharding.py)."""
+    for name, parameter in module.named_parameters(remove_duplicate=False):
+        yield name, full_tensor(parameter)
+    for owner_name, owner in module.named_modules(remove_duplicate=False):
+        for buffer_name, buffer in owner.named_buffers(recurse=False):
+            if buffer is not None and buffer_name not in owner._non_persistent_buffers_set:
+                yield f"{owner_name}.{buffer_name}" if owner_name else buffer_name, buffer
 
 
 def merged_weights(model, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -34,7 +48,7 @@ def merged_weights(model, dtype: torch.dtype | None = None) -> dict[str, torch.T
                 deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in adapters)
     weights = {}
     with torch.no_grad():
-        for name, tensor in base.state_dict().items():
+        for name, tensor in _checkpoint_tensors(base):
             if ".lora_" in name:
                 continue
             name = name.replace(".base_layer.", ".")

@@ -211,10 +211,9 @@ def refuse_a_used_run_dir(run_dir: Path) -> None:
         held.append(f"checkpoints up to {checkpoint.name}")
     if not held:
         return
-    if checkpoint is not None:
-        remedy = f"continue it with `sdar train --resume {run_dir}`"
-    else:  # nothing to resume from: the logged steps are all that is left of that run
-        remedy = "it has no checkpoint to resume from: move it away to start over there"
+    remedy = f"continue it with `sdar train --resume {run_dir}`"
+    if checkpoint is None:  # a resume starts that run over from step 0
+        remedy += " (it saved no checkpoint yet, so that starts it over from step 0)"
     raise ConfigError(
         f"{run_dir} already holds a run ({', '.join(held)}); {remedy}, or train into another directory "
         f"(--output)"

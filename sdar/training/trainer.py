@@ -234,8 +234,9 @@ class Trainer:
 
     def _resume(self) -> None:
         checkpoint = latest_checkpoint(self.run_dir)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{self.run_dir} has no checkpoint to resume from")
+        if checkpoint is None:  # stopped before its first checkpoint: start over, in the same directory
+            self.logger.truncate_after(0)
+            return
         state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler)
         self.start_step = state["step"]
         self.update_state = UpdateState(**state.get("update_state", {}))

@@ -239,3 +239,36 @@ def test_resume_truncation_drops_later_steps_and_a_torn_last_line(tmp_path):
     logger.truncate_after(2)
     assert lines(logger.metrics_path) == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 2.0}]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_zero(tmp_path, monkeypatch):
+    """`--resume` always continues: with nothing saved it starts over in the same directory, dropping the
+    logged steps, and ends as an uninterrupted run does."""
+    pytest.importorskip("alfworld")
+    from sdar.cli import main
+    from sdar.training.trainer import Trainer
+
+    overrides = [*SHAPE, "trainer.steps=2", "trainer.save_every=10", "trainer.eval_at_ends=false"]
+    assert main(["train", "smoke", *overrides, "--output", str(tmp_path / "A")]) == 0
+    train_step = Trainer.train_step
+
+    def stopped_at_second_step(self, step):
+        if step == 1:
+            raise Killed()
+        return train_step(self, step)
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(Trainer, "train_step", stopped_at_second_step)
+        main(["train", "smoke", *overrides, "--output", str(tmp_path / "B")])
+    assert len(lines(tmp_path / "B" / "metrics.jsonl")) == 1 and latest_checkpoint(tmp_path / "B") is None
+    assert main(["train", "--resume", str(tmp_path / "B")]) == 0
+    metrics_a, metrics_b = (lines(tmp_path / run / "metrics.jsonl") for run in ("A", "B"))
+    assert [line["step"] for line in metrics_b] == [1, 2]
+    for line_a, line_b in zip(metrics_a, metrics_b, strict=True):
+        assert {k: v for k, v in line_a.items() if not volatile(k)} == {
+            k: v for k, v in line_b.items() if not volatile(k)
+        }
+    final = Path("checkpoints") / "step_000002" / checkpoint.WEIGHTS
+    weights_a, weights_b = (load_file(tmp_path / run / final) for run in ("A", "B"))
+    assert all(torch.equal(weights_a[name], weights_b[name]) for name in weights_a)
