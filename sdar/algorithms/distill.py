@@ -123,10 +123,17 @@ RLSD_WEIGHT_LOW, RLSD_WEIGHT_HIGH = 0.8, 1.2
 
 
 def rlsd_lambda(step: int, start: float = 0.5, decay_steps: int = 100) -> float:
-    """λ(step) = start · max(0, 1 − step / decay_steps): linear from `start` at step 0 down to 0, then 0."""
+    """λ = start · max(0, 1 − (step + 1) / decay_steps) for the 0-based training `step`.
+
+    The release counts its updates from 1 and takes λ = start · (1 − n / decay_steps) at update n: the first
+    update (step 0 here) has 0.495 for the defaults, and λ reaches 0 at the release's update 100 (step 99
+    here, logged as step 100) and stays 0.
+    """
     if decay_steps <= 0:
         raise ValueError(f"decay_steps must be positive, got {decay_steps}")
-    return start * max(0.0, 1.0 - step / decay_steps)
+    if step < 0:
+        raise ValueError(f"step is the 0-based training step and cannot be negative, got {step}")
+    return start * max(0.0, 1.0 - (step + 1) / decay_steps)
 
 
 def rlsd_token_advantages(

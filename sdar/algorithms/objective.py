@@ -193,7 +193,7 @@ def policy_objective(
 
     logprobs, old/ref/teacher_logprobs, entropy (nats), response_mask: [B, T]; advantages: [B] or [B, T].
     num_tokens / num_rows: the mini-batch normalisers (count_tokens_and_rows) for exact gradient
-    accumulation; None = this micro-batch's own. step: the training step (RLSD λ schedule).
+    accumulation; None = this micro-batch's own. step: the 0-based training step (`rlsd_lambda`).
     vocab_size: needed only by gates that read the entropy (normalised by log|V|).
     sampling_logprobs [B, T]: the generator's log-probs of the tokens, read by a rollout correction.
     """

@@ -116,12 +116,17 @@ def test_rlsd_with_lambda_zero_is_exactly_the_plain_advantage():
     assert torch.equal(shaped, advantages[:, None].expand(2, 4))
 
 
-def test_rlsd_lambda_schedule():
-    values = [rlsd_lambda(step) for step in (0, 25, 50, 100, 150)]
-    assert values == [0.5, 0.375, 0.25, 0.0, 0.0]
-    assert rlsd_lambda(5, start=1.0, decay_steps=10) == 0.5
-    with pytest.raises(ValueError):
+def test_rlsd_lambda_schedule_counts_updates_from_one_as_the_release_does():
+    # The release's λ at its update n (counted from 1) is 0.5 · (1 − n/100); our 0-based step is its n − 1.
+    assert rlsd_lambda(0) == 0.495  # the first update: 0.5 · (1 − 1/100)
+    assert rlsd_lambda(98) == pytest.approx(0.005, abs=1e-15)  # update 99: 0.5 · (1 − 99/100)
+    assert rlsd_lambda(99) == 0.0  # update 100 (logged as step 100): 0.5 · (1 − 100/100)
+    assert [rlsd_lambda(step) for step in (24, 49, 150)] == [0.375, 0.25, 0.0]  # updates 25, 50, 151
+    assert rlsd_lambda(4, start=1.0, decay_steps=10) == 0.5  # update 5 of 10
+    with pytest.raises(ValueError, match="decay_steps"):
         rlsd_lambda(0, decay_steps=0)
+    with pytest.raises(ValueError, match="0-based"):
+        rlsd_lambda(-1)
 
 
 def test_gap_by_turn():
