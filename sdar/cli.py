@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"sdar {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C
+        print(f"sdar {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, the shell's status for a command Ctrl-C stopped
 
 
 if __name__ == "__main__":

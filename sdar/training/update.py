@@ -15,6 +15,7 @@ import torch
 
 from sdar.algorithms import count_tokens_and_rows, policy_objective, rows_with_gradient
 from sdar.algorithms.objective import ObjectiveSettings
+from sdar.errors import ActionableError
 from sdar.models import token_logprobs
 from sdar.models.sharding import full_tensor, is_sharded
 from sdar.records import Batch, pad_response
@@ -23,8 +24,9 @@ from sdar.training.distributed import DataParallel
 SINGLE_PROCESS = DataParallel()
 
 
-class TooManyBadUpdates(RuntimeError):
-    """Raised after `max_bad_updates` consecutive non-finite updates; the weights are left untouched."""
+class TooManyBadUpdates(ActionableError):
+    """Raised after `max_bad_updates` consecutive non-finite updates; the weights are left untouched (the CLI
+    prints its message, which names what to change, as one line)."""
 
 
 @dataclass
