@@ -170,7 +170,13 @@ class AlgorithmConfig(_Section):
     clip_high: float = bounded(0.2, 0.0)
     dual_clip: float | None = bounded(3.0, above=1.0, help="null disables the dual clip")
     kl_estimator: str = choice("k3", ("k1", "k2", "k3"))
-    loss_aggregation: str = choice("token-mean", ("token-mean", "seq-mean-token-mean", "constant"))
+    # sdar/algorithms/aggregation.py. token-mean weighs every token of a mini-batch alike (verl today);
+    # micro-batch-mean is the release's: the mean over the mini-batch's micro-batches (every process's) of
+    # each one's token-mean. The paper presets keep token-mean: under micro-batch-mean the objective depends
+    # on trainer.micro_batch_rows and the process count, settings a run changes to fit its GPUs' memory.
+    loss_aggregation: str = choice(
+        "token-mean", ("token-mean", "micro-batch-mean", "seq-mean-token-mean", "constant")
+    )
     loss_constant: float = bounded(512.0, 1e-9, help="normaliser of the 'constant' aggregation (Dr. GRPO)")
     gate: str = choice("gap", ("gap", "entropy", "soft_or"))
     # None = the method's default (sdar.algorithms.methods.METHODS); resolve() fills them in.

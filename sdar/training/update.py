@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from sdar.algorithms import count_tokens_and_rows, policy_objective, rows_with_gradient
+from sdar.algorithms.aggregation import micro_batch_mean_normalisers
 from sdar.algorithms.objective import ObjectiveSettings
 from sdar.errors import ActionableError
 from sdar.models import token_logprobs
@@ -50,6 +51,19 @@ def global_counts(response_mask: torch.Tensor, parallel: DataParallel) -> tuple[
     tokens, rows = count_tokens_and_rows(response_mask)
     total_tokens, total_rows = parallel.sum([float(tokens), float(rows)])
     return torch.tensor(total_tokens), torch.tensor(total_rows)
+
+
+def micro_batch_mean_row_normalisers(
+    response_mask: torch.Tensor, micro_batch_rows: int, parallel: DataParallel
+) -> torch.Tensor:
+    """The normaliser [R] of "micro-batch-mean" for each of this process's R rows of a mini-batch, in the
+    order they are cut into micro-batches of `micro_batch_rows`: M · the valid tokens of the row's
+    micro-batch, M = the mini-batch's micro-batches summed over every process. The release's processes each
+    average their own micro-batches' token-means and the gradients are averaged over processes: with equally
+    many micro-batches on every process, that is this mean over all of them. The micro-batches are cut over
+    every row, those without gradient included, so leaving those out of the passes changes nothing."""
+    (micro_batches,) = parallel.sum([math.ceil(len(response_mask) / micro_batch_rows)])
+    return micro_batch_mean_normalisers(response_mask, micro_batch_rows, max(int(micro_batches), 1))
 
 
 def score_batch(model, batch: Batch, *, micro_batch_rows: int, with_entropy: bool = False):
@@ -217,6 +231,9 @@ def policy_update(
         for rows in torch.tensor_split(order, num_mini_batches):
             num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
             with_gradient = needed[rows]
+            if settings.aggregation == "micro-batch-mean":  # one normaliser per row (sdar.algorithms)
+                mask = batch.response_mask[rows]
+                num_tokens = micro_batch_mean_row_normalisers(mask, micro_batch_rows, parallel)[with_gradient]
             tokens_without_gradient += float(batch.response_mask[rows[~with_gradient]].sum())
             mini_rows = rows[with_gradient]
             mini = batch.select(mini_rows)
@@ -250,7 +267,7 @@ def policy_update(
                     micro.advantages,
                     micro.response_mask,
                     settings=settings,
-                    num_tokens=num_tokens,
+                    num_tokens=num_tokens[micro_rows] if num_tokens.dim() else num_tokens,
                     num_rows=num_rows,
                     step=step,
                     vocab_size=vocab_size,
