@@ -39,6 +39,7 @@ from sdar.envs import ENVS, get_env_spec, make_env
 from sdar.envs.executors import make_env_pool
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
 from sdar.envs.pool import EnvPool
+from sdar.errors import ActionableError
 from sdar.evaluation.journal import Journal, resume_key
 from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results
@@ -160,10 +161,24 @@ def play_model(
                     metrics=dict(episode.metrics),
                 )
             )
-        if journal is not None:
+        if journal is not None and not every_reset_failed(played):  # a rerun plays them again
             journal.add(unit, played)
         records += played
     return records
+
+
+def every_reset_failed(records: list[EpisodeRecord]) -> bool:
+    """Did every episode fail before its first turn (the env could not load any task: data, engine)?"""
+    return bool(records) and all(record.error and not record.turns for record in records)
+
+
+def stop_if_every_reset_failed(records: list[EpisodeRecord], panel: Panel) -> None:
+    """A panel with no task reset measured nothing: stop with the first error, not with a 0 % table."""
+    if every_reset_failed(records):
+        raise ActionableError(
+            f"every episode of {panel.name} ({len(records)}) failed at reset, the first with: "
+            f"{records[0].error}; check the env's data (env.data_dir) and engine, e.g. with `sdar play`"
+        )
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------
@@ -407,9 +422,10 @@ def play_panel(
             records += played
         else:
             played = play_scripted(pool, evaluation.policy, panel, seed, env.max_turns, env.step_timeout_s)
-            if journal is not None:
+            if journal is not None and not every_reset_failed(played):  # a rerun plays them again
                 journal.add(f"seed {seed}", played)
             records += played
+    stop_if_every_reset_failed(records, panel)
     if _seed_independent(evaluation):  # the same episodes stand for every seed
         records = [dataclasses.replace(r, seed=seed) for seed in seeds for r in records]
     return records

@@ -14,9 +14,10 @@ import torch
 from sdar.algorithms import get_method
 from sdar.algorithms.distill import gap_gate
 from sdar.algorithms.objective import ObjectiveSettings
-from sdar.config import Config
+from sdar.config import Config, ConfigError
 from sdar.envs import get_env_spec
 from sdar.envs.executors import make_env_pool
+from sdar.errors import ActionableError
 from sdar.models.backends import make_backend
 from sdar.models.sharding import full_weights
 from sdar.records import Batch, Episode, Turn
@@ -60,9 +61,15 @@ class RolloutSession:
         self.pool = make_env_pool(
             env, num_slots=len(parallel.shard(list(range(rollout.tasks_per_step)))) * rollout.group_size
         )
-        self.train_tasks = self.pool.task_ids(env.split)
+        try:
+            self.train_tasks = self.pool.task_ids(env.split)
+        except (KeyError, ValueError, RuntimeError) as error:  # an unknown split or option; a worker's error
+            self.pool.close()
+            reason = error.args[0] if error.args else error
+            raise ConfigError(f"env {env.name!r} cannot list env.split={env.split!r}: {reason}") from None
         if not self.train_tasks:
-            raise ValueError(f"env {env.name!r} has no tasks in split {env.split!r}")
+            self.pool.close()
+            raise ConfigError(f"env.split={env.split!r}: env {env.name!r} has no tasks in that split")
         uses_skills = teacher_needed or self.method.student_sees_skills
         reserve = (
             skill_token_reserve(
@@ -109,9 +116,11 @@ class RolloutSession:
         self.backend.release_memory()  # a separate engine's memory is the update's until `after_update`
         stats = {f"train/{key}": value for key, value in result.stats.as_dict().items()}
         episodes = [episode for episode in result.episodes if not episode.error]
-        if not episodes:
-            raise RuntimeError(
-                f"step {step + 1}: every episode ended in an env failure, e.g. {result.episodes[0].error}"
+        if not episodes:  # nothing to learn from: a step of zeros would hide that the env is broken
+            raise ActionableError(
+                f"step {step + 1}: every episode ended in an env failure, the first with: "
+                f"{result.episodes[0].error}; check the env's data (env.data_dir), engine and "
+                f"env.step_timeout_s, e.g. with `sdar play {self.config.env.name}`"
             )
         return episodes, stats
 

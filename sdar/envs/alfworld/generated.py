@@ -12,6 +12,7 @@ import dataclasses
 from functools import partial
 from pathlib import Path
 
+from sdar.config import ConfigError
 from sdar.envs.alfworld.engine import TASK_TYPES
 
 PANEL_SIZES = {"train": 120, "valid": 60, "test": 60}
@@ -51,12 +52,12 @@ def generated_games(options: dict, cache_dir: str = "") -> GeneratedGames:
     task_types = tuple(options.pop("task_types", TASK_TYPES))
     unknown_types = [t for t in task_types if t not in TASK_TYPES]
     if unknown_types:
-        raise ValueError(f"env.options.task_types has {unknown_types}; valid: {', '.join(TASK_TYPES)}")
+        raise ConfigError(f"env.options.task_types has {unknown_types}; valid: {', '.join(TASK_TYPES)}")
     fields = {f.name for f in dataclasses.fields(GeneratorSettings)}
     unknown = sorted(set(options) - fields)
     if unknown:
         valid = sorted(fields | {f"{split}_games" for split in PANEL_SIZES} | {"task_types"})
-        raise ValueError(f"unknown alfworld-gen option(s) {unknown}; valid options: {', '.join(valid)}")
+        raise ConfigError(f"unknown alfworld-gen env.options {unknown}; valid options: {', '.join(valid)}")
     return GeneratedGames(GeneratorSettings(**options), tuple(sizes.items()), task_types, cache_dir)
 
 
