@@ -90,8 +90,14 @@ def is_collectable(game_dir: Path) -> bool:
 
 
 def collect_game_dirs(root: Path) -> list[Path]:
-    """The collectable game folders under `root`, sorted by their path relative to `root`."""
-    found = [Path(folder) for folder, _, files in os.walk(root) if TRAJ_FILE in files]
+    """The collectable game folders under `root`, sorted by their path relative to `root`. Linked folders
+    (data spread over disks) are followed; a folder reached twice (a link cycle) is walked once."""
+    found, walked = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        walked.add(os.path.realpath(folder))
+        subfolders[:] = [name for name in subfolders if os.path.realpath(Path(folder, name)) not in walked]
+        if TRAJ_FILE in files:
+            found.append(Path(folder))
     return sorted((d for d in found if is_collectable(d)), key=lambda d: d.relative_to(root).as_posix())
 
 
@@ -246,8 +252,10 @@ class AlfworldEnv:
         """The folder of a task id (a `<split>/...` id under the data folder, or an absolute folder)."""
         path = Path(task_id)
         if not path.is_absolute():
-            root = (self.data_dir / "json_2.1.1").resolve()
-            path = (root / task_id).resolve()
+            # `..` is refused by the path's text, not by resolving it: a split or game folder may be a link
+            # to another disk, and its games are the data folder's as `task_ids` lists them.
+            root = Path(os.path.abspath(self.data_dir / "json_2.1.1"))
+            path = Path(os.path.normpath(root / task_id))
             if root not in path.parents:
                 raise ValueError(f"task id {task_id!r} points outside {root}")
         if not (path / GAME_FILE).is_file():
