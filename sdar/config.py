@@ -204,6 +204,9 @@ class TeacherConfig(_Section):
     # The skill library the teacher reads (sdar.skills, plugins included); "" = the env's own. E.g.
     # alfworld-places: one line on where the task's object usually is, instead of the alfworld prose.
     skill_library: str = ""
+    # A folder of your own skill texts for that library (e.g. the release's): one <skill>.md per skill it
+    # reads, under the same routing (docs/skills.md); "" = the library's own files.
+    skills_dir: str = ""
 
 
 @dataclass(frozen=True)

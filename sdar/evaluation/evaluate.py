@@ -262,7 +262,8 @@ def _student_skills(config: Config):
     """task -> the routed skill text the teacher would see, for the student's own prompt."""
     from sdar.skills import library_name, teacher_context
 
-    library = library_name(get_env_spec(config.env.name), config.teacher.skill_library)
+    teacher = config.teacher
+    library = library_name(get_env_spec(config.env.name), teacher.skill_library, teacher.skills_dir)
     return lambda task: teacher_context(library, task)
 
 

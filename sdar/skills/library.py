@@ -16,15 +16,23 @@ teacher's placement choice, not the library's.
 
 Adding an env (WebShop by goal keywords, Search-QA by dataset / question form) = a folder of .md files plus
 `register_skill_library(SkillLibrary(name, folder, route))`.
+
+`teacher.skills_dir` swaps a library's texts for a folder of the user's own (the release's skills, say):
+`library_name(spec, chosen, skills_dir)` registers the library's routing over that folder under
+"<library>@<folder>", after checking that the folder holds a non-empty `<skill>.md` for every skill the
+library reads (`SkillLibrary.file_skills`). docs/skills.md describes the files and how ours differ.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdar.config import ConfigError
 from sdar.envs.base import Task
 
 SKILL_DIR = Path(__file__).parent
@@ -41,10 +49,17 @@ class SkillLibrary:
     route: Callable[[Task], list[str]]  # the category skills of a task; raises UnknownTaskTypeError
     always: tuple[str, ...] = ("general",)
     generated: Callable[[Task], str] | None = None  # a skill computed from the task, after the file skills
+    # The file skills `always` and `route` can name; None = every .md file of `directory`.
+    routed_skills: tuple[str, ...] | None = None
 
     def skill_names(self) -> list[str]:
         """Every skill file in the library, sorted."""
         return sorted(path.stem for path in Path(self.directory).glob("*.md"))
+
+    def file_skills(self) -> list[str]:
+        """The skills this library can read from its folder: `always`, then the routed ones."""
+        routed = self.skill_names() if self.routed_skills is None else self.routed_skills
+        return list(dict.fromkeys([*self.always, *routed]))
 
     def load(self, name: str) -> str:
         return _read_skill(Path(self.directory) / f"{name}.md")
@@ -86,9 +101,66 @@ def get_skill_library(env_name: str) -> SkillLibrary:
     return SKILL_LIBRARIES[env_name]
 
 
-def library_name(env_spec, chosen: str = "") -> str:
-    """The skill library a run uses: `chosen` (teacher.skill_library), else the env's own, else its name."""
-    return chosen or env_spec.skill_library or env_spec.name
+def library_name(env_spec, chosen: str = "", skills_dir: str | Path = "") -> str:
+    """The skill library a run uses: `chosen` (teacher.skill_library), else the env's own, else its name;
+    with `skills_dir` (teacher.skills_dir), that library's routing over the folder's files (`folder_library`).
+    """
+    name = chosen or env_spec.skill_library or env_spec.name
+    if not skills_dir:
+        return name
+    return folder_library(name, Path(skills_dir), env_spec.task_types).env_name
+
+
+def folder_library(name: str, folder: Path, task_types: Sequence[str] = ()) -> SkillLibrary:
+    """Library `name`'s routing over the skill files of `folder`, registered as "<name>@<folder>".
+
+    Raises ConfigError for a folder that does not exist, a skill the library reads without its
+    `<skill>.md` (naming the task types routed to it, from `task_types`), or an empty skill file.
+    """
+    base = get_skill_library(name)
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"teacher.skills_dir={str(folder)!r} is not a folder; point it at a folder holding one "
+            f"<skill>.md per skill of the {name!r} library ({', '.join(base.file_skills())})"
+        )
+    for skill in base.file_skills():
+        path, ours = folder / f"{skill}.md", Path(base.directory) / f"{skill}.md"
+        if not path.is_file():
+            raise ConfigError(
+                f"teacher.skills_dir: {path} is missing, and {_readers(base, skill, task_types)} read(s) "
+                f"skill {skill!r} of the {name!r} library; add that file (ours: {ours})"
+            )
+        if not path.read_text(encoding="utf-8").strip():
+            raise ConfigError(
+                f"teacher.skills_dir: {path} is empty; write skill {skill!r} into it (ours: {ours})"
+            )
+    registered = f"{name}@{folder}"
+    if registered not in SKILL_LIBRARIES:
+        register_skill_library(dataclasses.replace(base, env_name=registered, directory=folder))
+    return SKILL_LIBRARIES[registered]
+
+
+def _readers(library: SkillLibrary, skill: str, task_types: Sequence[str]) -> str:
+    """Who reads `skill`: every task, the task types routed to it, or some tasks (a goal-dependent route)."""
+    if skill in library.always:
+        return "every task"
+    routed = []
+    for task_type in task_types:
+        try:
+            if skill in library.route(Task(task_id="skills-dir-check", task_type=task_type, goal="")):
+                routed.append(task_type)
+        except UnknownTaskTypeError:
+            continue
+    return f"task type(s) {', '.join(routed)}" if routed else "some tasks"
+
+
+def skills_dir_fingerprint(skills_dir: str | Path) -> str:
+    """16 hex characters naming the .md files of a skills folder (their names and texts), for cache keys."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(skills_dir).expanduser().glob("*.md")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def teacher_context(env_name: str, task: Task) -> str:

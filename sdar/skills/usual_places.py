@@ -65,5 +65,6 @@ ALFWORLD_PLACES_LIBRARY = register_skill_library(
         route=lambda task: [],  # no file skills: the generated line is the whole context
         always=(),
         generated=usual_places_skill,
+        routed_skills=(),  # reads no skill file, so it needs none in a teacher.skills_dir
     )
 )

@@ -56,7 +56,8 @@ class RolloutSession:
         self.model, self.tokenizer = model, tokenizer
         self.method = get_method(config.algorithm.method)
         self.env_spec = get_env_spec(config.env.name)
-        self.skill_library = library_name(self.env_spec, config.teacher.skill_library)
+        teacher = config.teacher
+        self.skill_library = library_name(self.env_spec, teacher.skill_library, teacher.skills_dir)
         rollout, env = config.rollout, config.env
         self.pool = make_env_pool(
             env, num_slots=len(parallel.shard(list(range(rollout.tasks_per_step)))) * rollout.group_size

@@ -39,6 +39,7 @@ from sdar.models import load_model, token_logprobs
 from sdar.records import Turn, pack_sequences
 from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
 from sdar.skills import library_name, teacher_context
+from sdar.skills.library import skills_dir_fingerprint
 from sdar.teacher import build_teacher_prompt
 from sdar.training.distributed import default_device
 from sdar.training.logging import machine
@@ -77,6 +78,8 @@ def warm_start_key(config: Config) -> str:
         del sft["adapter"]
     if config.teacher.skill_library:
         payload["teacher_skill_library"] = config.teacher.skill_library  # what the skill copies carry
+    if config.teacher.skills_dir:  # named by its files' texts, wherever it lies
+        payload["teacher_skills_dir"] = skills_dir_fingerprint(config.teacher.skills_dir)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,7 +111,7 @@ def demonstration_pairs(config: Config, tokenizer) -> tuple[list[list[int]], lis
     finally:
         env.close()
     prompts, replies = [], []
-    library = library_name(spec, config.teacher.skill_library)
+    library = library_name(spec, config.teacher.skill_library, config.teacher.skills_dir)
     for turn in turns:
         reply_ids = tokenizer.encode(turn.reply, add_special_tokens=False)
         plain = chat_prompt_ids(tokenizer, turn.prompt)
