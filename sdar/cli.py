@@ -133,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train with the configured method (spec §5); `--resume DIR` continues a killed or finished run."""
     from sdar.config import load_config as load
     from sdar.training.distributed import DataParallel
+    from sdar.training.logging import check_wandb, logging_note
     from sdar.training.progress import TrainingProgress
     from sdar.training.trainer import Trainer
 
@@ -158,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from sdar.training.sft import with_warm_start
 
         refuse_a_used_run_dir(run_dir)  # before a warm start that may take a while to train
+        check_wandb(config.trainer.wandb_project)  # likewise
 
         if parallel.is_main:  # process 0 trains (or finds) the cached warm start; the others then load it
             config = with_warm_start(config)
@@ -167,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir, resume=bool(args.resume), parallel=parallel)
     try:
         if parallel.is_main:
+            print(logging_note(config.trainer, run_dir), file=sys.stderr)
             with TrainingProgress(config.trainer.steps, trainer.start_step) as progress:
                 trainer.progress = progress
                 history = trainer.train()

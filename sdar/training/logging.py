@@ -12,7 +12,42 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
+
+from sdar.errors import ActionableError
+
+WANDB_INSTALL = "pip install wandb"
+TENSORBOARD_INSTALL = "pip install tensorboard (or sdar[plots])"
+
+
+def check_wandb(project: str) -> None:
+    """`trainer.wandb_project` needs the wandb package: checked at start-up, before a model loads."""
+    if project and find_spec("wandb") is None:
+        raise ActionableError(
+            f"trainer.wandb_project={project!r} but wandb is not installed: {WANDB_INSTALL}, "
+            "or set trainer.wandb_project='' to log without wandb"
+        )
+
+
+def tensorboard_state(enabled: bool) -> str:
+    """What `trainer.tensorboard` does here: "on", "off" (the config), or "missing" (package absent)."""
+    if not enabled:
+        return "off"
+    return "on" if find_spec("tensorboard") is not None else "missing"
+
+
+def logging_note(trainer, run_dir: Path) -> str:
+    """One start-up line: where the run's metrics go besides metrics.jsonl (TensorBoard, wandb)."""
+    state = tensorboard_state(trainer.tensorboard)
+    if state == "on":
+        tensorboard = f"TensorBoard events in {Path(run_dir) / 'tensorboard'}"
+    elif state == "off":
+        tensorboard = "TensorBoard off (trainer.tensorboard=false)"
+    else:
+        tensorboard = f"TensorBoard not written: the tensorboard package is missing: {TENSORBOARD_INSTALL}"
+    wandb = f"wandb project {trainer.wandb_project!r}" if trainer.wandb_project else "wandb off"
+    return f"logging: {Path(run_dir) / 'metrics.jsonl'}; {tensorboard}; {wandb}"
 
 
 class StepTimer:
@@ -54,12 +89,9 @@ class RunLogger:
         self._tensorboard = self._open_tensorboard() if tensorboard else None
         self._wandb = None
         if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                raise ImportError(
-                    "logging.wandb_project is set but wandb is not installed: pip install wandb"
-                ) from None
+            check_wandb(wandb_project)
+            import wandb
+
             self._wandb = wandb.init(project=wandb_project, config=config, dir=str(self.run_dir))
 
     def _open_tensorboard(self, purge_step: int | None = None):
@@ -187,9 +219,11 @@ def source_revision() -> dict | None:
 
 def record_process(run_dir: Path, config, start_step: int) -> None:
     """run_info.json: seed, versions, machine, source revision and command line of the process that started
-    the run, plus one entry per process that resumed it (a run made in pieces may span several revisions)."""
+    the run, plus one entry per process that resumed it (a run made in pieces may span several revisions),
+    and whether it writes TensorBoard events (`tensorboard_state`)."""
     path = run_dir / "run_info.json"
     process = {"versions": versions(), "machine": machine(), "code": source_revision(), "argv": sys.argv}
+    process["tensorboard"] = tensorboard_state(config.trainer.tensorboard)
     if start_step == 0 or not path.is_file():
         info = {"seed": config.seed, **process}
         warm_start = warm_start_record(config.model.name)

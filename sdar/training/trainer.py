@@ -64,7 +64,7 @@ from sdar.training.checkpoint import (
     save_checkpoint,
 )
 from sdar.training.distributed import DataParallel, combine_rollout_stats, ensure_process_group
-from sdar.training.logging import NullLogger, RunLogger, StepTimer, record_process
+from sdar.training.logging import NullLogger, RunLogger, StepTimer, check_wandb, record_process
 from sdar.training.session import RolloutSession
 from sdar.training.update import (
     UpdateState,
@@ -164,6 +164,8 @@ class Trainer:
             use_deterministic_kernels()
         torch.manual_seed(config.seed)
         random.seed(config.seed)
+        if self.parallel.is_main:
+            check_wandb(config.trainer.wandb_project)  # before minutes of model loading
         self.model, self.tokenizer = load_model(config.model, device=self.parallel.device)
         # Outside policy_update the model is in eval mode (no dropout): a fresh LoRA model comes back in train
         # mode, which made the first step's old/ref log-probs (and a resumed run's first step) draw dropout.
