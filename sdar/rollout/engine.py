@@ -122,6 +122,10 @@ class RolloutStats:
     generate_calls: int
     failed_episodes: int  # ended by an env error
     prompts_over_budget: int  # prompts longer than the budget even with no history shown
+    # prompts that showed fewer history pairs than env.history_length allowed, to fit the budget; of them,
+    # those whose whole history fit rollout.max_prompt_tokens: cut only for the teacher's skill reserve
+    prompts_history_cut: int = 0
+    prompts_history_cut_by_reserve: int = 0
     finish_reasons: dict[str, int] = field(default_factory=dict)  # "eos" / "stop" / "length" -> turns
     metric_means: dict[str, float] = field(default_factory=dict)  # env episode metrics, e.g. "score"
     # admissible turns / turns, over the turns whose env listed admissible actions; None where none did
@@ -179,6 +183,8 @@ class _Prompt:
     text: str  # the user message (skills included, chat template not applied)
     ids: list[int]
     over_budget: bool
+    history_cut: bool = False  # history pairs were dropped to fit the budget
+    history_cut_by_reserve: bool = False  # ... that the whole max_prompt_tokens would have held
 
 
 def build_student_prompt(
@@ -189,7 +195,9 @@ def build_student_prompt(
     student_message: Callable[[str, str], str],
     skills_prompt: Callable[[str, str], list[int]] | None = None,
 ) -> _Prompt:
-    """The user message under the token budget (history dropped oldest first), and its chat-templated ids."""
+    """The user message under the token budget (history dropped oldest first), and its chat-templated ids;
+    whether history was cut, and whether only the reserve cut it (the prompt with every pair of the last H,
+    rendered without a budget, is longer than the budget but fits max_prompt_tokens)."""
     encoded: dict[str, tuple[str, list[int]]] = {}
 
     def measure(text: str) -> int:  # tokens of the whole chat-templated prompt; remembered for reuse
@@ -202,19 +210,22 @@ def build_student_prompt(
         return len(encoded[text][1])
 
     memory, history_length = running.memory, settings.history_length
-    text = env_spec.build_prompt(
-        running.episode.task,
-        running.observation,
-        running.admissible_actions,
-        memory.recent(history_length),
-        memory.step_count,
-        history_length,
-        budget=settings.prompt_budget,
-        measure=measure,
-    )
+    pairs = memory.recent(history_length)
+
+    def render(budget: int | None) -> str:
+        task, observation, admissible = running.episode.task, running.observation, running.admissible_actions
+        arguments = (task, observation, admissible, pairs, memory.step_count, history_length)
+        return env_spec.build_prompt(*arguments, budget=budget, measure=measure)
+
+    text = render(settings.prompt_budget)
     measure(text)
     message, ids = encoded[text]
-    return _Prompt(message, ids, len(ids) > settings.prompt_budget)
+    cut = by_reserve = False
+    if pairs:  # the whole history's prompt: measured already while fitting (remembered), else once here
+        whole = render(None)
+        cut = whole != text
+        by_reserve = cut and measure(whole) <= settings.max_prompt_tokens
+    return _Prompt(message, ids, len(ids) > settings.prompt_budget, cut, by_reserve)
 
 
 def collect_episodes(
@@ -266,7 +277,7 @@ def collect_episodes(
         state.skills = skills_for(task) if skills_for is not None else None
         state.observation, state.admissible_actions = result.observation, result.admissible_actions
 
-    generate_calls = over_budget = 0
+    generate_calls = over_budget = history_cut = history_cut_by_reserve = 0
     for turn_index in range(settings.max_turns):
         active = [state for state in running if not state.done]
         if not active:
@@ -276,6 +287,8 @@ def collect_episodes(
             for s in active
         ]
         over_budget += sum(prompt.over_budget for prompt in prompts)
+        history_cut += sum(prompt.history_cut for prompt in prompts)
+        history_cut_by_reserve += sum(prompt.history_cut_by_reserve for prompt in prompts)
         clock = time.perf_counter()
         generations = backend.generate(
             [prompt.ids for prompt in prompts],
@@ -319,6 +332,8 @@ def collect_episodes(
         env_time_s=env_time,
         generate_calls=generate_calls,
         prompts_over_budget=over_budget,
+        prompts_history_cut=history_cut,
+        prompts_history_cut_by_reserve=history_cut_by_reserve,
     )
     return Rollout(episodes, stats)
 
@@ -381,6 +396,8 @@ def rollout_stats(
     env_time_s: float,
     generate_calls: int,
     prompts_over_budget: int = 0,
+    prompts_history_cut: int = 0,
+    prompts_history_cut_by_reserve: int = 0,
 ) -> RolloutStats:
     """Won rate, return mean, valid- and admissible-action ratios, token counts and speeds of episodes."""
     turns = [turn for episode in episodes for turn in episode.turns]
@@ -402,6 +419,8 @@ def rollout_stats(
         generate_calls=generate_calls,
         failed_episodes=sum(bool(episode.error) for episode in episodes),
         prompts_over_budget=prompts_over_budget,
+        prompts_history_cut=prompts_history_cut,
+        prompts_history_cut_by_reserve=prompts_history_cut_by_reserve,
         finish_reasons=dict(Counter(turn.finish_reason for turn in turns)),
         metric_means=metric_means([episode.metrics for episode in episodes]),
         admissible_action_ratio=admissible_ratio(turns),

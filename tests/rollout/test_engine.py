@@ -279,6 +279,24 @@ def test_history_budget_leaves_room_for_the_reserve(tiny):
     assert reserved.stats.prompts_over_budget == 0
 
 
+def test_the_rollout_counts_the_prompts_whose_history_was_cut(tiny):
+    _, tokenizer = tiny
+    backend = ScriptedBackend(tokenizer, lambda prompt, call: reply("look"))
+    options = dict(group_size=1, max_turns=4, history_length=2, max_prompt_tokens=1600)
+    free = run(tokenizer, backend, ["long-0"], **options)
+    reserved = run(tokenizer, backend, ["long-0"], prompt_budget_reserve=300, **options)
+    # History shown [0, 1, 2, 2] without the reserve, [0, 1, 1, 1] with it: turns 3 and 4 lost a pair, and
+    # without the reserve they kept it, so the reserve alone cut them.
+    assert (free.stats.prompts_history_cut, free.stats.prompts_history_cut_by_reserve) == (0, 0)
+    assert (reserved.stats.prompts_history_cut, reserved.stats.prompts_history_cut_by_reserve) == (2, 2)
+    assert reserved.stats.as_dict()["prompts_history_cut"] == 2
+    # A budget too small even without the reserve: every turn with history cuts it, none by the reserve alone.
+    tight = run(tokenizer, backend, ["long-0"], **{**options, "max_prompt_tokens": 1000})
+    turns_with_history = len(tight.episodes[0].turns) - 1
+    assert tight.stats.prompts_history_cut == turns_with_history == 3
+    assert tight.stats.prompts_history_cut_by_reserve == 0
+
+
 def test_student_skills_go_into_the_prompt_and_count_against_the_budget(tiny):
     _, tokenizer = tiny
     backend = ScriptedBackend(tokenizer, lambda prompt, call: reply("look"))
