@@ -82,3 +82,26 @@ def test_the_config_field_and_the_sft_key_follow_the_folder_texts(tmp_path):
     (folder / "heat.md").write_text("1. Another heat skill.\n", encoding="utf-8")
     assert skills_dir_fingerprint(folder) != skills_dir_fingerprint(copy)
     assert warm_start_key(config) != key
+
+
+def test_a_training_run_teacher_reads_the_folder_and_logs_history_cuts(tmp_path):
+    pytest.importorskip("alfworld")
+    import json
+
+    from sdar.training.trainer import Trainer
+
+    folder = own_skills(tmp_path / "release")
+    overrides = [
+        f"teacher.skills_dir={folder}", "algorithm.method=sdar", "trainer.steps=1",
+        "rollout.tasks_per_step=1", "rollout.group_size=2", "env.max_turns=2", "rollout.max_new_tokens=16",
+        "trainer.save_every=0", "trainer.eval_at_ends=false",
+    ]  # fmt: skip
+    trainer = Trainer(load_config("smoke", overrides), tmp_path / "run")
+    try:
+        (metrics,) = trainer.train()
+    finally:
+        trainer.close()
+    sample = json.loads((tmp_path / "run" / "samples.jsonl").read_text().splitlines()[0])
+    assert sample["skills"].startswith("1. Own general skill.\n\n1. Own ")
+    cuts = [metrics.get(f"train/prompts_history_cut{suffix}") for suffix in ("", "_by_reserve")]
+    assert all(isinstance(count, int) for count in cuts), cuts  # logged every step
