@@ -33,6 +33,29 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Per-GPU memory of training CONFIG on --gpus GPUs of --gpu-memory GiB (docs/plan.md); exit 1 when it
+    does not fit, with the reason on stderr."""
+    import json
+
+    from rich.console import Console
+
+    from sdar.training.plan import make_plan
+    from sdar.training.plan_report import plan_json, render
+
+    if args.config is None:
+        raise ConfigError(f"sdar plan needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file)")
+    config = load_config(args.config, args.overrides)
+    plan = make_plan(config, gpus=args.gpus, gpu_memory_gib=args.gpu_memory, margin=args.margin)
+    if args.json:
+        print(json.dumps(plan_json(plan, args.config), indent=1))
+    else:
+        render(plan, args.config, Console())
+    if not plan.fits:
+        print(f"sdar plan: does not fit: {plan.reason()}", file=sys.stderr)
+    return 0 if plan.fits else 1
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     """Load a model (default: the embedded SmolLM2-135M-Instruct, offline) and answer one chat prompt."""
     from sdar.models import generate_chat, load_model
@@ -344,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the resolved config")
     _config_arguments(config)
     config.set_defaults(run=cmd_config)
+
+    plan = commands.add_parser("plan", help="per-GPU memory of a training config, before renting GPUs")
+    _config_arguments(plan)
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs, one training process each (default 1)")
+    plan.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
+    plan.add_argument("--margin", type=float, default=0.1, help="share of the GPU kept free (default 0.1)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(run=cmd_plan)
 
     chat = commands.add_parser(
         "chat", help="one chat reply from a model (default: embedded SmolLM2, offline)"
