@@ -51,13 +51,17 @@ def logging_note(trainer, run_dir: Path) -> str:
 
 
 class StepTimer:
-    """Named wall-clock timers for one step: `with timer("rollout"): ...` -> {"time/rollout_s": ...}."""
+    """Named wall-clock timers for one step: `with timer("rollout"): ...` -> {"time/rollout_s": ...}.
+    `on_start(name)` is told each timer's start (the progress display names the phase)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start=None) -> None:
         self.seconds: dict[str, float] = {}
+        self.on_start = on_start
 
     @contextmanager
     def __call__(self, name: str):
+        if self.on_start is not None:
+            self.on_start(name)
         started = time.perf_counter()
         try:
             yield

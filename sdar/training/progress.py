@@ -1,6 +1,10 @@
-"""Terminal progress for training: a rich progress bar over steps and one summary line per step."""
+"""Terminal progress for training: a rich progress bar over steps and one summary line per step. When the
+output is not a terminal (nohup, SLURM, `| tee`), rich draws no bar; plain lines then say what the run is
+doing ("step 3/20: rollout"), at most one every PLAIN_INTERVAL_S seconds."""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +20,7 @@ SHOWN = (
     ("val/won_rate", "val", "{:.2f}"),
     ("time/step_s", "s", "{:.1f}"),
 )
+PLAIN_INTERVAL_S = 5.0
 
 
 def format_metrics(metrics: dict) -> str:
@@ -42,6 +47,9 @@ class TrainingProgress:
             transient=False,
         )
         self._task = self._progress.add_task("", total=total_steps, completed=first_step)
+        self.total_steps, self._done = total_steps, first_step
+        self.plain = not self.console.is_terminal  # no live bar: print plain lines instead
+        self._last_line = -float("inf")
 
     def __enter__(self) -> TrainingProgress:
         self._progress.start()
@@ -51,12 +59,24 @@ class TrainingProgress:
         self._progress.stop()
 
     def advance_update(self) -> None:
-        self._progress.update(self._task, description="updating")
+        self.status("updating")
+
+    def phase(self, name: str) -> None:
+        """A phase of the step begins (the trainer's StepTimer names: rollout, old, teacher, ref, update)."""
+        if name != "step":  # the whole step: its phases say more
+            self.status(name)
 
     def status(self, text: str) -> None:
         """Show what the run is doing now (e.g. the panel evaluation's seed, tasks and turn)."""
         self._progress.update(self._task, description=text)
+        now = time.monotonic()
+        if self.plain and now - self._last_line >= PLAIN_INTERVAL_S:
+            self._last_line = now
+            done, total = self._done, self.total_steps
+            where = f"step {done + 1}/{total}" if done < total else f"after step {done}/{total}"  # final eval
+            self.console.print(f"{where}: {text}", soft_wrap=True)
 
     def step_done(self, metrics: dict) -> None:
         self._progress.console.print(format_metrics(metrics), soft_wrap=True)  # one line, even at 80 columns
+        self._done += 1
         self._progress.update(self._task, advance=1, description="rollout")

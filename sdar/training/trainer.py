@@ -301,7 +301,8 @@ class Trainer:
         return sampler_mismatch_metrics(combined)
 
     def train_step(self, step: int) -> StepResult:
-        config, timer = self.config, StepTimer()
+        config = self.config
+        timer = StepTimer(on_start=getattr(self.progress, "phase", None))  # names each phase as it starts
         # Dropout draws from the global RNG: seeded per step and process, a resumed run (on any device, any
         # rank) draws the masks an uninterrupted one draws; checkpoints carry only the CPU generator's state.
         torch.manual_seed(step_seed(config.seed, step, salt=2 + RANK_SALT * self.parallel.rank))
