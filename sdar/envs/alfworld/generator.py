@@ -46,7 +46,9 @@ import os
 import random
 import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +80,7 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump when the same seed and settings should give a different game
 SEED_STRIDE = 1_000_000  # game seed = seed * SEED_STRIDE + index
+PROGRESS_FIRST_S, PROGRESS_EVERY_S = 2.0, 5.0  # generate_games: first progress line, then one per interval
 SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2}
 DEFAULT_SETTINGS = GeneratorSettings()
 GAME_FILE = "game.tw-pddl"
@@ -353,10 +356,19 @@ def generate_games(
         raise ValueError(
             f"task_types={task_types!r} is not valid; use a non-empty subset of {', '.join(TASK_TYPES)}"
         )
-    return [
-        generate_game(game_seed(seed, index), task_types[index % len(task_types)], settings, cache_dir)
-        for index in range(num_games)
-    ]
+    # Generating a game takes seconds (the planner checks it is solvable): a fresh cache takes minutes, so
+    # say what is being prepared; a cached split is read in well under PROGRESS_FIRST_S and says nothing.
+    games, started, last_line = [], time.monotonic(), None
+    for index in range(num_games):
+        games.append(
+            generate_game(game_seed(seed, index), task_types[index % len(task_types)], settings, cache_dir)
+        )
+        now = time.monotonic()
+        if now - (started + PROGRESS_FIRST_S if last_line is None else last_line + PROGRESS_EVERY_S) >= 0:
+            last_line = now
+            where = game_root(settings, cache_dir)
+            print(f"generating ALFWorld games: {index + 1}/{num_games} (cached in {where})", file=sys.stderr)
+    return games
 
 
 def generated_split(
