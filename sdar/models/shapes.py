@@ -41,7 +41,6 @@ class ModelShape:
     root_trainable_bytes: int = 0  # gradients before their reduce-scatter
     lora_rank: int = 0
     lora_inputs: int = 0  # sum of in_features of one decoder layer's LoRA-wrapped linears
-    head_bytes: int = 0  # the LM head's weight
     head_trainable_bytes: int = 0  # the LM head's weight when it trains (full fine-tuning), else 0
     trainable_linear_bytes: int = 0  # trainable weights of linear layers (LM head included): what autocast
     # keeps a bf16 copy of while it runs
@@ -127,7 +126,6 @@ def model_shape(model_config: ModelConfig) -> ModelShape:
         root_trainable_bytes=size(model, True) - trainable_in_layers,
         lora_rank=model_config.lora_rank,
         lora_inputs=sum(module.in_features for module in wrapped),
-        head_bytes=size(model.get_output_embeddings()),
         head_trainable_bytes=size(model.get_output_embeddings(), True),
         trainable_linear_bytes=sum(
             size(module, True) for module in model.modules() if isinstance(module, torch.nn.Linear)

@@ -77,14 +77,16 @@ def no_grad_layer_transient(arch: Architecture, weight: int, autocast: bool, len
     """Bytes per token alive inside one decoder layer without gradient (one layer at a time): four
     hidden-sized tensors (the embedding output the model keeps, the layer's input, the residual after
     attention, the normed input: 4bh), plus the larger of attention (q, repeated k and v, k and v before the
-    repeat, output, float mask: 4cq + 2c kv + c x length) and the MLP: SiLU output, up and product (3ci);
-    with LoRA the adapter branch and its sum, measured 16i without autocast (peft runs the adapters in
-    fp32) and 4ci with it (benchmarks/memory_plan.py --layers)."""
+    repeat, output, float mask: 4cq + 2c kv + c x length) and the MLP: SiLU output, up and product (3ci).
+    LoRA adds the adapter branch: peft casts a bf16 input to its fp32 adapters (4h), and the MLP holds the
+    branch's output and sum besides, 16i without autocast and 4ci with it (benchmarks/memory_plan.py
+    --layers measures all six combinations)."""
     compute = compute_bytes(weight, autocast)
     attention = 4 * compute * arch.query_size + 2 * compute * arch.kv_size + compute * length
-    i = arch.intermediate_size
+    i, h = arch.intermediate_size, arch.hidden_size
     mlp = (4 * compute * i if autocast else 16 * i) if lora else 3 * compute * i
-    return 4 * weight * arch.hidden_size + max(attention, mlp)
+    cast = 4 * h if lora and weight == 2 else 0
+    return 4 * weight * h + cast + max(attention, mlp)
 
 
 def autocast_copies(config: Config, shape: ModelShape) -> int:
@@ -293,10 +295,8 @@ def rollout_terms(config: Config, shape: ModelShape, gpus: int, gpu_memory: floa
     """vllm: the engine's share of the GPU (weights + paged KV cache), released during the update with
     sleep. hf: the trainer's model samples every episode of this GPU as one batch, at the model's dtype
     (no autocast): the larger of the prefill (every prompt at once, one layer at a time, over the cache of
-    the prompts; with a frozen LM head (LoRA), torch's matmul of the strided last-position slice copies the
-    head's weight once per prompt) and the last decode step (the cache at full length, one layer's cache
-    copied by its concatenation, and the fp32 logits, log-softmax and probabilities of the sampled
-    position)."""
+    the prompts) and the last decode step (the cache at full length, one layer's cache copied by its
+    concatenation, and the fp32 logits, log-softmax and probabilities of the sampled position)."""
     arch = shape.architecture
     rollout = config.rollout
     if rollout.backend == "vllm":
@@ -316,9 +316,10 @@ def rollout_terms(config: Config, shape: ModelShape, gpus: int, gpu_memory: floa
     prompt, length = rollout.max_prompt_tokens, rollout.max_prompt_tokens + rollout.max_new_tokens
     per_token = kv_bytes_per_token(arch, weight)
     lora = config.model.lora_rank > 0
-    layer = rows * prompt * (no_grad_layer_transient(arch, weight, False, prompt, lora) + prompt)
-    head_copies = rows * shape.head_bytes if shape.head_trainable_bytes == 0 else 0
-    prefill = (rows * prompt * per_token, max(layer, head_copies))
+    prefill = (
+        rows * prompt * per_token,
+        rows * prompt * (no_grad_layer_transient(arch, weight, False, prompt, lora) + prompt),
+    )
     decode = (
         rows * length * per_token,
         rows * length * 2 * arch.kv_size * weight + 3 * 4 * rows * arch.vocab_size,
@@ -337,16 +338,13 @@ def rollout_terms(config: Config, shape: ModelShape, gpus: int, gpu_memory: floa
             {"rollout": cache},
             advice,
         ),
-        Term("sampling work", _sampling_formula(at_prefill, layer >= head_copies), {"rollout": work}, advice),
+        Term(
+            "sampling work",
+            "prefill: one layer over every prompt" if at_prefill else "decode: a layer's cache copy + logits",
+            {"rollout": work},
+            advice,
+        ),
     ]
-
-
-def _sampling_formula(at_prefill: bool, layer_larger: bool) -> str:
-    if not at_prefill:
-        return "decode: a layer's cache copy + sampling logits"
-    return (
-        "prefill: one layer over every prompt" if layer_larger else "prefill: the frozen LM head per prompt"
-    )
 
 
 def teacher_scored(config: Config) -> bool:
