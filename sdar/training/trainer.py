@@ -50,6 +50,7 @@ from sdar.algorithms import (
 )
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
 from sdar.config import Config, save_config, to_dict
+from sdar.errors import ActionableError
 from sdar.locking import DirectoryLock
 from sdar.models import load_model
 from sdar.models.sharding import full_weights, is_sharded, shard_model
@@ -77,6 +78,14 @@ from sdar.training.update import (
 
 LOCKED_RUN = "wait for it to end (or stop it) before resuming, or train into another directory (--output)"
 RANK_SALT = 104_729  # data parallelism: process r samples its rollout with salt r * RANK_SALT
+
+
+class NonFiniteLoss(ActionableError, FloatingPointError):
+    """A step logged a NaN or infinite loss: the run stops before it saves or evaluates that state."""
+
+
+def _finite(value) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def validation_metrics(summary: dict) -> dict:
@@ -442,9 +451,7 @@ class Trainer:
         for step in range(self.start_step, trainer.steps):
             result = self.train_step(step)
             metrics = result.metrics
-            finite = not any(
-                isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if "loss" in k
-            )
+            finite = all(_finite(value) for key, value in metrics.items() if "loss" in key)
             if finite and trainer.eval_every and (step + 1) % trainer.eval_every == 0:
                 # The last step's is the run's `final` evaluation when eval_at_ends plays one.
                 last = step + 1 == trainer.steps
@@ -458,7 +465,12 @@ class Trainer:
             if self.progress:
                 self.progress.step_done(metrics)
             if not finite:  # logged first, so the bad step's numbers are kept
-                raise FloatingPointError(f"step {step + 1}: a non-finite loss was logged: {metrics}")
+                bad = sorted(key for key, value in metrics.items() if "loss" in key and not _finite(value))
+                raise NonFiniteLoss(
+                    f"step {step + 1}: a non-finite loss was logged ({', '.join(bad)}); the run stopped "
+                    f"before saving it. Lower trainer.lr or check the data, then `sdar train --resume "
+                    f"{self.run_dir}` continues from the last checkpoint"
+                )
             if self._saves_at(step + 1):
                 self._save(step + 1)
         if trainer.eval_at_ends and not (self.run_dir / "eval" / "final" / "summary.json").exists():

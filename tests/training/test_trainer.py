@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from sdar.config import load_config
+from sdar.errors import ActionableError
 from sdar.training.checkpoint import WEIGHTS
 from sdar.training.trainer import Trainer
 
@@ -127,10 +128,12 @@ def test_a_non_finite_loss_is_logged_then_stops_the_run_before_evaluating_or_sav
     )
     monkeypatch.setattr(trainer, "evaluate_panel", lambda *a: pytest.fail("evaluated a non-finite step"))
     try:
-        with pytest.raises(FloatingPointError, match="step 1: a non-finite loss"):
+        with pytest.raises(FloatingPointError, match="step 1: a non-finite loss") as stopped:
             trainer.train()
     finally:
         trainer.close()
+    assert isinstance(stopped.value, ActionableError)  # the CLI prints it as one line
+    assert "(loss/policy)" in str(stopped.value) and "--resume" in str(stopped.value)
     (logged,) = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(logged)["step"] == 1
     assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
