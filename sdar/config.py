@@ -228,12 +228,15 @@ class TrainerConfig(_Section):
     # weights up to 1.5e-4 apart after 2 steps). CPU runs are deterministic either way.
     deterministic: bool = False
     # How the processes of `accelerate launch` hold the model (docs/scaling.md): none = each holds all of it
-    # and gradients are summed (data parallelism); fsdp = PyTorch FSDP2, applied through accelerate, shards
-    # the weights, gradients and optimizer state (and a full fine-tuning run's frozen reference copy) over
-    # the processes, one shard per decoder layer. One process trains the same either way.
+    # and gradients are summed (data parallelism); fsdp = PyTorch FSDP2 (torch's fully_shard) shards the
+    # weights, gradients and optimizer state (and a full fine-tuning run's frozen reference copy) over the
+    # processes, one unit per decoder layer. One process trains the same either way.
     sharding: str = choice("none", ("none", "fsdp"), "how processes hold the model")
     # fsdp: keep the sharded parameters, gradients and optimizer state in CPU memory between uses.
     cpu_offload: bool = False
+    # On GPUs, refuse to start a run whose `sdar plan` estimate exceeds the GPU's whole memory (it would run
+    # out of memory part-way, after minutes of loading and sampling); false starts it anyway.
+    memory_check: bool = True
     max_bad_updates: int = bounded(3, 1, help="consecutive non-finite updates before the run stops")
     # Skip the optimizer step of a mini-batch whose gradient is exactly zero (GRPO: every group all won or
     # all lost, and no entropy or KL term). AdamW otherwise still moves the weights there, by its momentum

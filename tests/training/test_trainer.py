@@ -373,3 +373,38 @@ def test_one_process_sharded_run_equals_the_unsharded_run(tmp_path):
     ]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_a_run_that_cannot_fit_its_gpu_is_refused_before_loading_a_model(tmp_path, monkeypatch):
+    """trainer.memory_check on a GPU (faked here: an 80 GiB device, a 7B model trained whole on it)."""
+    from types import SimpleNamespace
+
+    from sdar.config import ConfigError
+    from sdar.training import trainer as trainer_module
+    from sdar.training.distributed import DataParallel
+
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * 2**30)
+    )
+    monkeypatch.setattr(trainer_module, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    on_a_gpu = DataParallel(device="cuda:0")
+    too_big = [*FAST, "model.name=random:qwen2.5-7b", "model.dtype=bf16"]
+    with pytest.raises(
+        ConfigError, match=r"would not fit on its 1 GPU\(s\): peak .* trainer.sharding|cpu_offload"
+    ):
+        Trainer(load_config("smoke", too_big), tmp_path / "run", parallel=on_a_gpu)
+    assert not (tmp_path / "run").exists()
+
+    class Loaded(Exception):
+        pass
+
+    def loaded(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr(trainer_module, "load_model", loaded)
+    with pytest.raises(Loaded):  # without the check it goes on to load the model
+        Trainer(
+            load_config("smoke", [*too_big, "trainer.memory_check=false"]),
+            tmp_path / "run",
+            parallel=on_a_gpu,
+        )
