@@ -1,5 +1,10 @@
 """Learning curves of `sdar report`: one PNG per quantity, one line per method (mean over its seeds) with a
-min-max band over seeds. The numbers come from pure functions; matplotlib (Agg, no display) only draws."""
+min-max band over seeds; on the success panel, the runs' evaluations (RUN/eval/*) as markers. The numbers come
+from pure functions; matplotlib (Agg, no display) only draws.
+
+Lines that coincide stay visible: each method's line is drawn narrower than the one before and above it, with
+its own marker, so equal curves show as one line inside another. Bands are light, outlined and hatched per
+method, so two overlapping bands stay apart."""
 
 from __future__ import annotations
 
@@ -7,27 +12,69 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdar.evaluation.runs import Run, metric_value
+from sdar.evaluation.report import panel_name
+from sdar.evaluation.runs import Evaluation, Run, metric_value
 
 
 @dataclass(frozen=True)
 class Curve:
-    """What one PNG shows: a file stem, a title, and the metrics.jsonl keys drawn (solid, then dashed)."""
+    """What one PNG shows: a file stem, a title, the metrics.jsonl keys drawn (solid, then dashed), the y
+    label with its unit, and whether the quantity is a share in [0, 1] (axis fixed to it, shown in %)."""
 
     stem: str
     title: str
     keys: tuple[str, ...]
+    ylabel: str
+    share: bool = False
+    bounded: bool = False  # a value in [0, 1] that is not a share of something (the gate)
+    evaluations: bool = False  # the runs' evaluation success rates go on these axes
 
 
 CURVES = (
-    Curve("success", "Success rate (train: solid, validation: dashed)", ("train/won_rate", "val/won_rate")),
-    Curve("return", "Mean episode return", ("train/return_mean",)),
-    Curve("gate_mean", "Gate mean σ(βΔ)", ("distill/gate_mean",)),
-    Curve("gap_mean", "Teacher-student gap mean Δ", ("distill/gap_mean",)),
-    Curve("positive_gap_ratio", "Share of tokens with Δ > 0", ("distill/positive_gap_ratio",)),
-    Curve("valid_action_ratio", "Valid action ratio", ("train/valid_action_ratio",)),
-    Curve("admissible_action_ratio", "Admissible action ratio", ("train/admissible_action_ratio",)),
+    Curve(
+        "success",
+        "Success rate (train: solid, validation: dashed, evaluations: markers)",
+        ("train/won_rate", "val/won_rate"),
+        "success rate (% of episodes)",
+        share=True,
+        evaluations=True,
+    ),
+    Curve("return", "Mean episode return", ("train/return_mean",), "return (summed reward per episode)"),
+    Curve(
+        "gate_mean",
+        "Gate mean σ(βΔ)",
+        ("distill/gate_mean",),
+        "gate σ(βΔ) (token mean, 0 to 1)",
+        bounded=True,
+    ),
+    Curve("gap_mean", "Teacher-student gap mean Δ", ("distill/gap_mean",), "gap Δ (nats per token)"),
+    Curve(
+        "positive_gap_ratio",
+        "Share of tokens with Δ > 0",
+        ("distill/positive_gap_ratio",),
+        "tokens with Δ > 0 (% of tokens)",
+        share=True,
+    ),
+    Curve(
+        "valid_action_ratio",
+        "Valid action ratio",
+        ("train/valid_action_ratio",),
+        "valid actions (% of turns)",
+        share=True,
+    ),
+    Curve(
+        "admissible_action_ratio",
+        "Admissible action ratio",
+        ("train/admissible_action_ratio",),
+        "admissible actions (% of turns)",
+        share=True,
+    ),
 )
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+HATCHES = ("////", "\\\\", "....", "xx", "||", "--", "++", "oo")
+EVALUATION_MARKERS = ("*", "p", "H", "d")  # one per panel
+MAX_MARKERS = 12  # per line: enough to tell the methods apart, few enough not to hide the line
+BAND_ALPHA = 0.12
 
 
 @dataclass(frozen=True)
@@ -66,6 +113,129 @@ def curve_groups(runs: list[Run]) -> dict[str, list[Run]]:
     return dict(sorted(groups.items()))
 
 
+def evaluation_step(evaluation: Evaluation, run: Run) -> int | None:
+    """The training step an evaluation measured: its checkpoint's step, else `step_N` in its label, else the
+    run's last step for a `final` one; None when nothing says."""
+    if evaluation.checkpoint_step is not None:
+        return evaluation.checkpoint_step
+    name = evaluation.label.rsplit("/", 1)[-1]
+    if name.startswith("step_") and name[5:].isdigit():
+        return int(name[5:])
+    if name == "final" and run.metrics:
+        return int(run.metrics[-1]["step"])
+    return None
+
+
+def evaluation_points(runs: list[Run]) -> dict[tuple[str, str], list[BandPoint]]:
+    """(line label, panel name) -> per training step: mean, min and max success rate over the group's runs
+    evaluated on that panel at that step (a run evaluated twice at one step counts its later label once)."""
+    values: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+    for label, members in curve_groups(runs).items():
+        for run in members:
+            for evaluation in run.evaluations:
+                step = evaluation_step(evaluation, run)
+                rate = metric_value(evaluation.summary, "success_rate")
+                if step is not None and rate is not None:
+                    by_step = values.setdefault((label, panel_name(evaluation)), {})
+                    by_step.setdefault(step, {})[run.name] = rate
+    return {
+        key: [
+            BandPoint(
+                step, statistics.fmean(rates.values()), min(rates.values()), max(rates.values()), len(rates)
+            )
+            for step, rates in sorted(by_step.items())
+        ]
+        for key, by_step in sorted(values.items())
+    }
+
+
+def curve_figure(curve: Curve, runs: list[Run]):
+    """The matplotlib Figure of one curve, or None when no run logged it (nor, for success, was evaluated)."""
+    from matplotlib import rcParams
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    groups = curve_groups(runs)
+    lines = {
+        (label, key): curve_band([run.metrics for run in members], key)
+        for label, members in groups.items()
+        for key in curve.keys
+    }
+    evaluations = evaluation_points(runs) if curve.evaluations else {}
+    if not any(lines.values()) and not evaluations:
+        return None
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.subplots()
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
+    panels = sorted({panel for _, panel in evaluations})
+    for index, label in enumerate(groups):
+        colour = colours[index % len(colours)]
+        # Earlier groups are wider and lower: a later line equal to one before shows inside it.
+        layer = len(groups) - 1 - index
+        width, size, zorder = 1.5 + 1.5 * layer, 4.0 + 2.0 * layer, 2.0 + 0.1 * index
+        for position, key in enumerate(curve.keys):
+            points = lines[(label, key)]
+            if not points:
+                continue
+            steps = [p.step for p in points]
+            seeds = max(p.count for p in points)
+            name = label if position == 0 else f"{label} ({key.split('/')[0]})"
+            axes.plot(
+                steps,
+                [p.mean for p in points],
+                "-" if position == 0 else "--",
+                color=colour,
+                linewidth=width,
+                marker=MARKERS[index % len(MARKERS)],
+                markersize=size,
+                markevery=max(1, -(-len(points) // MAX_MARKERS)),
+                zorder=zorder,
+                clip_on=not (curve.share or curve.bounded),  # a line at 0 or 1 is drawn over the frame
+                label=f"{name} (n={seeds})",
+            )
+            if seeds > 1:
+                axes.fill_between(
+                    steps,
+                    [p.low for p in points],
+                    [p.high for p in points],
+                    facecolor=to_rgba(colour, BAND_ALPHA),
+                    edgecolor=to_rgba(colour, 0.8),
+                    linewidth=0.8,
+                    hatch=HATCHES[index % len(HATCHES)],
+                    zorder=1.0,
+                )
+        for panel in panels:
+            points = evaluations.get((label, panel), [])
+            if not points:
+                continue
+            axes.plot(
+                [p.step for p in points],
+                [p.mean for p in points],
+                linestyle="None",
+                color=colour,
+                marker=EVALUATION_MARKERS[panels.index(panel) % len(EVALUATION_MARKERS)],
+                markersize=6.0 + 3.0 * layer,
+                markeredgecolor="black",
+                markeredgewidth=0.8,
+                zorder=3.0 + 0.1 * index,  # above every line
+                clip_on=False,
+                label=f"{label} evaluation {panel} (n={max(p.count for p in points)})",
+            )
+    axes.set_title(curve.title, fontsize=10)
+    axes.set_xlabel("training step")
+    axes.set_ylabel(curve.ylabel)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if curve.share or curve.bounded:
+        axes.set_ylim(0.0, 1.0)
+    if curve.share:
+        axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def plot_curves(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
     """Write curve_<stem>.png for every curve some run logged; return (path, caption) pairs."""
     try:
@@ -73,52 +243,14 @@ def plot_curves(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
     except ImportError:
         raise ImportError("matplotlib is not installed: pip install 'sdar[plots]' (or matplotlib)") from None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-    from matplotlib.ticker import MaxNLocator
 
-    groups = curve_groups(runs)
     written = []
     for curve in CURVES:
-        lines = {
-            (label, key): curve_band([run.metrics for run in members], key)
-            for label, members in groups.items()
-            for key in curve.keys
-        }
-        if not any(lines.values()):
+        figure = curve_figure(curve, runs)
+        if figure is None:
             continue
-        figure, axes = pyplot.subplots(figsize=(6.4, 4.0), dpi=100)
-        colours = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
-        for index, label in enumerate(groups):
-            colour = colours[index % len(colours)]
-            for position, key in enumerate(curve.keys):
-                points = lines[(label, key)]
-                if not points:
-                    continue
-                steps = [p.step for p in points]
-                seeds = max(p.count for p in points)
-                name = label if position == 0 else f"{label} ({key.split('/')[0]})"
-                style = "-" if position == 0 else "--"
-                marker = "o" if len(points) == 1 else None
-                axes.plot(
-                    steps,
-                    [p.mean for p in points],
-                    style,
-                    color=colour,
-                    marker=marker,
-                    label=f"{name} (n={seeds})",
-                )
-                if seeds > 1:
-                    axes.fill_between(
-                        steps, [p.low for p in points], [p.high for p in points], color=colour, alpha=0.2
-                    )
-        axes.set_title(curve.title)
-        axes.set_xlabel("step")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        figure.tight_layout()
         path = output_dir / f"curve_{curve.stem}.png"
         figure.savefig(path)
-        pyplot.close(figure)
-        written.append((path, f"{curve.title}; band: min-max over seeds"))
+        caption = f"{curve.title}; band: min-max over seeds; equal lines show one inside the other"
+        written.append((path, caption))
     return written
