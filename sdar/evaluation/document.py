@@ -1,6 +1,10 @@
 """A tiny document model (headings, paragraphs, tables, images, lists) rendered to Markdown and to one
-self-contained HTML page. Escaping lives here and only here: every string a block holds is plain text, and
-the HTML renderer escapes all of it (run names, task types and labels can come from untrusted files)."""
+self-contained HTML page. Escaping lives here and only here (run names, task types, panels and labels can come
+from untrusted files): the HTML renderer escapes every string. The Markdown renderer escapes headings, table
+cells, list items and captions, which carry run data: raw HTML (`<`, `&`), code spans (backticks), links
+(`[`, `]`) and table cells (`|`) show as text; emphasis marks (`*`, `_`) are kept, so names such as
+`grpo_opsd` read as they are. A paragraph is the program's own Markdown and is kept as written; a code
+paragraph (a command line) is an indented code block, shown as text whatever it holds."""
 
 from __future__ import annotations
 
@@ -44,16 +48,23 @@ class Bullets:
 Block = Heading | Paragraph | Table | Image | Bullets
 
 
+# Kept: `>` (without `<` it opens no tag; table headers such as `Δ > 0` read as written), `*`, `_`, `#`.
+MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|"})
+MARKDOWN_ESCAPES.update(str.maketrans({"&": "&amp;", "<": "&lt;", "\n": " ", "\r": " "}))
+
+
 def _markdown_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Plain text for a one-line Markdown context: no raw HTML, entity, code span, link or cell break."""
+    return text.translate(MARKDOWN_ESCAPES)
 
 
 def to_markdown(blocks: list[Block]) -> str:
-    """GitHub-flavoured Markdown; table cells have `|` escaped and newlines folded."""
+    """GitHub-flavoured Markdown; the text of headings, cells, list items and captions is escaped (module
+    docstring) and its newlines folded."""
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text.replace("\n", " "), ""]
+            lines += ["#" * block.level + " " + _markdown_cell(block.text), ""]
         elif isinstance(block, Paragraph):
             lines += ([f"    {line}" for line in block.text.splitlines()] if block.code else [block.text]) + [
                 ""
@@ -68,15 +79,17 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(block, Image):
             lines += [f"![{_markdown_cell(block.caption)}]({block.path})", ""]
         elif isinstance(block, Bullets):
-            lines += [f"- {item.replace(chr(10), ' ')}" for item in block.items] + [""]
+            lines += [f"- {_markdown_cell(item)}" for item in block.items] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+h1, h2, h3, p, li, figcaption { overflow-wrap: anywhere; }
+.table-box { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, .text { text-align: left; }
+th:first-child, td:first-child, .text { text-align: left; white-space: normal; overflow-wrap: anywhere; }
 th { background: #f3f3f3; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 figure { display: inline-block; margin: 0.5em; }
@@ -116,7 +129,7 @@ def to_html(blocks: list[Block], title: str, image_base: Path | None = None) -> 
             text = html.escape(block.text)
             parts.append(f"<pre>{text}</pre>" if block.code else f"<p>{text}</p>")
         elif isinstance(block, Table):
-            parts.append("<table><thead><tr>")
+            parts.append('<div class="table-box"><table><thead><tr>')
             parts += [
                 f"<th{_align(block, i)}>{html.escape(cell)}</th>" for i, cell in enumerate(block.header)
             ]
@@ -129,7 +142,7 @@ def to_html(blocks: list[Block], title: str, image_base: Path | None = None) -> 
                     for i, cell in enumerate(row)
                 ]
                 parts.append("<tr>" + "".join(cells) + "</tr>")
-            parts.append("</tbody></table>")
+            parts.append("</tbody></table></div>")
         elif isinstance(block, Image):
             parts.append(_image_html(block, image_base))
         elif isinstance(block, Bullets):
