@@ -90,6 +90,8 @@ h1, h2, h3, p, li, figcaption { overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child, .text { text-align: left; white-space: normal; overflow-wrap: anywhere; }
+tbody th, tbody td.text { min-width: 5em; }  /* long names wrap; short ones keep a readable column */
+thead th { white-space: nowrap; }
 th { background: #f3f3f3; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 figure { display: inline-block; margin: 0.5em; }
