@@ -12,7 +12,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdar.evaluation.report import panel_name
 from sdar.evaluation.runs import Evaluation, Run, metric_value
 
 
@@ -111,6 +110,12 @@ def curve_groups(runs: list[Run]) -> dict[str, list[Run]]:
         parts += [run.model_label] if several_models else []
         groups.setdefault(" · ".join(parts), []).append(run)
     return dict(sorted(groups.items()))
+
+
+def panel_name(evaluation: Evaluation) -> str:
+    """The name a panel goes by in the report: its own name, else `env/split`."""
+    panel = evaluation.panel
+    return str(panel.get("name") or f"{panel.get('env', '?')}/{panel.get('split', '?')}")
 
 
 def evaluation_step(evaluation: Evaluation, run: Run) -> int | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sdar.config import ConfigError
 from sdar.evaluation.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from sdar.evaluation.plots import panel_name, plot_curves
 from sdar.evaluation.runs import Evaluation, Run
 
 MACRO_AVERAGE_ENV_PREFIXES = ("search",)  # spec §7: Search-QA "Avg" = plain mean of the datasets
@@ -65,11 +66,6 @@ def best_evaluation(evaluations: list[Evaluation]) -> Evaluation | None:
     if not evaluations:
         return None
     return max(evaluations, key=lambda e: (e.summary["success_rate"], e.checkpoint_step or -1))
-
-
-def panel_name(evaluation: Evaluation) -> str:
-    panel = evaluation.panel
-    return str(panel.get("name") or f"{panel.get('env', '?')}/{panel.get('split', '?')}")
 
 
 def by_panel(evaluations: list[Evaluation]) -> dict[str, list[Evaluation]]:
@@ -315,7 +311,6 @@ def write_report(
     paths, output_dir: str | Path, *, strict: bool = False, command: str = ""
 ) -> dict[str, Path]:
     """Read the runs, write report.md, report.html and curve PNGs into output_dir; return what was written."""
-    from sdar.evaluation.plots import plot_curves
     from sdar.evaluation.runs import read_inputs
 
     runs = read_inputs(paths)
