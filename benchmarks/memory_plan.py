@@ -39,9 +39,14 @@ SMALL = [
 SDAR = "alfworld_qwen2.5-3b_sdar"  # bf16, bf16 autocast, checkpointing, full fine-tuning, KL 0.01
 CASES = {
     "sdar-3b": (SDAR, ["model.name=random:qwen2.5-3b?layers=2&tokenizer=tiny"]),
-    "sdar-3b-no-checkpointing": (
+    # six layers, four rows, no checkpointing: the layers' saved tensors, not the vocabulary, set the peak
+    "activations-0.5b": (
         SDAR,
-        ["model.name=random:qwen2.5-3b?layers=2&tokenizer=tiny", "model.gradient_checkpointing=false"],
+        [
+            "model.name=random:qwen2.5-0.5b?layers=6&tokenizer=tiny",
+            "model.gradient_checkpointing=false",
+            "trainer.micro_batch_rows=4",
+        ],
     ),
     "lora-7b": (
         SDAR,

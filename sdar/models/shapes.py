@@ -41,9 +41,12 @@ class ModelShape:
     root_trainable_bytes: int = 0  # gradients before their reduce-scatter
     lora_rank: int = 0
     lora_inputs: int = 0  # sum of in_features of one decoder layer's LoRA-wrapped linears
+    lora_modules: int = 0  # how many linears of one decoder layer LoRA wraps
+    head_bytes: int = 0  # the LM head's weight
     head_trainable_bytes: int = 0  # the LM head's weight when it trains (full fine-tuning), else 0
     trainable_linear_bytes: int = 0  # trainable weights of linear layers (LM head included): what autocast
     # keeps a bf16 copy of while it runs
+    layer_linear_bytes: int = 0  # every linear weight of the decoder layers (adapters included)
 
 
 def resolve_architecture(name: str) -> tuple[Architecture, str]:
@@ -126,8 +129,13 @@ def model_shape(model_config: ModelConfig) -> ModelShape:
         root_trainable_bytes=size(model, True) - trainable_in_layers,
         lora_rank=model_config.lora_rank,
         lora_inputs=sum(module.in_features for module in wrapped),
+        lora_modules=len(wrapped),
+        head_bytes=size(model.get_output_embeddings()),
         head_trainable_bytes=size(model.get_output_embeddings(), True),
-        trainable_linear_bytes=sum(
-            size(module, True) for module in model.modules() if isinstance(module, torch.nn.Linear)
-        ),
+        trainable_linear_bytes=sum(size(module, True) for module in linears(model)),
+        layer_linear_bytes=sum(size(module) for layer in layers for module in linears(layer)),
     )
+
+
+def linears(module: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [child for child in module.modules() if isinstance(child, torch.nn.Linear)]

@@ -57,20 +57,28 @@ def compute_bytes(weight: int, autocast: bool) -> int:
 
 def saved_per_layer_token(shape: ModelShape, weight: int, autocast: bool, length: int) -> int:
     """Bytes one decoder layer saves for backward per token, rows padded (so SDPA gets a mask of `length`
-    columns and grouped KV heads are repeated to the query heads):
-    2 RMSNorms x (fp32 input 4h + normed output bh) [+ 2 x 2h bf16 copies of the normed outputs under
-    autocast of fp32 weights], q/k/v after RoPE and KV repeat 3cq, attention output twice 2cq, SDPA's fp32
-    log-sum-exp 4 x heads, the float mask c x length, gate/SiLU/up/product 4ci, Qwen3's q/k RMSNorms
-    (4 + c)(q + kv), and LoRA's copy of each wrapped linear's input, cast to its fp32 adapters (4 per input
-    feature; 2 under autocast, which casts it back; none for fp32 weights, whose input is already fp32)."""
+    columns and grouped KV heads are repeated to the query heads), as autograd's saved-tensor hooks list them:
+    - each RMSNorm's fp32 input (2 x 4h); trained norms also their normed output (2 x bh);
+    - trained linears their inputs: the two normed outputs (2 x ch), or for fp32 weights under autocast one
+      bf16 copy per q, k, v, gate and up projection (10h);
+    - q, k, v after RoPE and the KV repeat, and the attention output (4cq), SDPA's fp32 log-sum-exp (4 x
+      heads), the float mask (c x length); Qwen3's q/k RMSNorms (4 + c)(q + kv), (4)(q + kv) when frozen;
+    - gate, SiLU and up outputs (3ci) and, for a trained down projection, the product (ci);
+    - LoRA (frozen base): each wrapped linear's input cast for its fp32 adapters (4 per input feature; 2
+      under autocast, which casts it back to bf16), and each adapter's rank-sized output; fp32 weights
+      without autocast cast nothing, and the adapters save the inputs the model has anyway (8h + 4i)."""
     arch, compute = shape.architecture, compute_bytes(weight, autocast)
     h, q, i = arch.hidden_size, arch.query_size, arch.intermediate_size
-    norms = 2 * (4 + weight) * h + (4 * h if autocast and weight == 4 else 0)
-    attention = 5 * compute * q + 4 * arch.num_heads + compute * length
-    if arch.family == "qwen3":
-        attention += (4 + compute) * (q + arch.kv_size)
-    adapter_input = 2 if autocast else (4 if weight == 2 else 0)
-    return norms + attention + 4 * compute * i + adapter_input * shape.lora_inputs
+    attention = 4 * compute * q + 4 * arch.num_heads + compute * length
+    qk_norms = (q + arch.kv_size) if arch.family == "qwen3" else 0
+    if shape.lora_rank == 0:
+        inputs = 10 * h if autocast and weight == 4 else 2 * compute * h
+        return 2 * (4 + weight) * h + inputs + attention + (4 + compute) * qk_norms + 4 * compute * i
+    adapter = 2 if autocast else 4
+    casts = weight == 2 or autocast  # fp32 weights without autocast: the adapters take the model's own inputs
+    inputs = adapter * shape.lora_inputs if casts else 2 * 4 * h + 4 * i
+    ranks = adapter * shape.lora_rank * shape.lora_modules
+    return 2 * 4 * h + inputs + ranks + attention + 4 * qk_norms + 3 * compute * i
 
 
 def no_grad_layer_transient(arch: Architecture, weight: int, autocast: bool, length: int, lora: bool) -> int:
@@ -89,11 +97,10 @@ def no_grad_layer_transient(arch: Architecture, weight: int, autocast: bool, len
     return 4 * weight * h + cast + max(attention, mlp)
 
 
-def autocast_copies(config: Config, shape: ModelShape) -> int:
-    """fp32 weights under the trainer's bf16 autocast: autocast keeps a bf16 copy of every trainable weight
-    a matmul used until its region ends (half the trainable linear weights' bytes); 0 otherwise."""
-    fp32_autocast = weight_bytes(config) == 4 and config.trainer.autocast_bf16
-    return shape.trainable_linear_bytes // 2 if fp32_autocast else 0
+def fp32_autocast(config: Config) -> bool:
+    """fp32 weights under the trainer's bf16 autocast: every matmul casts its weight to bf16 (autocast keeps
+    the copies of trainable weights until its region ends; autograd keeps every copy a backward needs)."""
+    return weight_bytes(config) == 4 and config.trainer.autocast_bf16
 
 
 def kv_bytes_per_token(arch: Architecture, element: int) -> int:
@@ -364,12 +371,13 @@ def scoring_term(config: Config, shape: ModelShape) -> Term:
     layer = tokens * (no_grad_layer_transient(arch, weight, autocast, length, lora) + length)
     chunk = min(LOGITS_CHUNK, scored)
     head = (tokens + 2 * scored) * weight * arch.hidden_size + chunk * arch.vocab_size * NO_GRAD_LOGIT_BYTES
-    work = max(layer, head) + autocast_copies(config, shape)
+    copies = shape.trainable_linear_bytes // 2 if fp32_autocast(config) else 0  # bf16 copies autocast keeps
+    work = max(layer, head) + copies
     formula = f"{micro} rows x {length} tokens: {'one layer' if layer >= head else 'the LM head chunk'}"
     if teacher_scored(config) and config.teacher.share_prefix:
         work += tokens * kv_bytes_per_token(arch, compute_bytes(weight, autocast))
         formula += " + the teacher's prefix KV cache"
-    if autocast_copies(config, shape):
+    if copies:
         formula += " + autocast's bf16 weight copies"
     return Term("scoring work", formula, {"scoring": work}, "a smaller trainer.micro_batch_rows")
 
@@ -399,16 +407,17 @@ def update_terms(config: Config, shape: ModelShape) -> list[Term]:
     micro, length, tokens, scored = micro_batch(config)
     h, checkpointing = arch.hidden_size, config.model.gradient_checkpointing
     per_layer = saved_per_layer_token(shape, weight, autocast, length) * tokens
-    head = tokens * ((4 + weight) * h + length) + scored * h * weight
+    # the final norm, the bool mask, RoPE's cos and sin (shared by the layers), the scored hidden states
+    head = tokens * ((4 + weight) * h + length + 2 * arch.head_dim * weight) + scored * h * weight
     head_gradient, tied = shape.head_trainable_bytes, arch.tie_word_embeddings
-    copies = autocast_copies(config, shape)  # bf16 copies of trained fp32 weights
+    copies = shape.layer_linear_bytes // 2 if fp32_autocast(config) else 0  # bf16 weight copies for backward
     layer_work = 2 * compute * arch.intermediate_size * tokens + (head_gradient if tied else 0)
     chunk = min(LOGITS_CHUNK, scored)
     logits_work = chunk * arch.vocab_size * BACKWARD_LOGIT_BYTES + (head_gradient if scored > chunk else 0)
     if checkpointing:  # each layer and logits chunk casts its weights again when it is recomputed
         stack = arch.num_layers * weight * h * tokens + head
-        layer_work += per_layer + (shape.layer_trainable_bytes // 2 if copies else 0)
-        logits_work += shape.head_trainable_bytes // 2 if copies else 0
+        layer_work += per_layer + copies // arch.num_layers
+        logits_work += shape.head_bytes // 2 if copies else 0
     else:
         stack = arch.num_layers * per_layer + head + copies
     works = {
