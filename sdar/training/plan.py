@@ -32,6 +32,7 @@ from sdar.models.shapes import ModelShape, model_shape
 
 GIB = 2**30
 PHASES = ("rollout", "scoring", "backward", "step")
+PHASE_TITLES = {"rollout": "rollout", "scoring": "scoring", "backward": "backward", "step": "optimizer step"}
 LOGITS_CHUNK = 512  # token_logprobs' chunk_size: scored tokens whose logits exist at once
 # Bytes per logit of one chunk (sdar/models/logprobs.py), measured by benchmarks/memory_plan.py --logits:
 # no grad = the LM head's output cast to fp32 (4) + logsumexp's shifted copy (4) (scoring never asks for the
@@ -456,8 +457,9 @@ class Plan:
     def reason(self) -> str:
         """One line: why the config does not fit, its biggest term, and what to change."""
         estimate, term = self.estimate, self.estimate.biggest_term()
+        phase = PHASE_TITLES[estimate.peak_phase]
         line = (
-            f"peak {_gib(estimate.peak)} per GPU in the {estimate.peak_phase} phase is over the "
+            f"peak {_gib(estimate.peak)} per GPU in the {phase} phase is over the "
             f"{_gib(self.budget)} usable ({_gib(estimate.gpu_memory)} less a {self.margin:.0%} margin); its "
             f"biggest term is {term.name} ({_gib(term.phases[estimate.peak_phase])}): {term.advice}"
         )

@@ -3,9 +3,7 @@ smallest setting that fits; or the same as JSON (`--json`)."""
 
 from __future__ import annotations
 
-from sdar.training.plan import GIB, PHASES, Estimate, Plan
-
-PHASE_TITLES = {"rollout": "rollout", "scoring": "scoring", "backward": "backward", "step": "optimizer step"}
+from sdar.training.plan import GIB, PHASE_TITLES, PHASES, Estimate, Plan
 
 
 def gib(value: float) -> float:
@@ -58,7 +56,8 @@ def render(plan: Plan, config_name: str, console) -> None:
     setting = estimate.setting
     title = (
         f"{config_name}: {shape.architecture.name}, {shape.parameters / 1e9:.3g}B parameters "
-        f"({shape.trainable / 1e9:.3g}B trained), {estimate.gpus} GPU(s) x {gib(estimate.gpu_memory):g} GiB"
+        f"({shape.trainable / 1e9:.3g}B trained), {estimate.gpus} GPU{'s' if estimate.gpus > 1 else ''} x "
+        f"{gib(estimate.gpu_memory):g} GiB"
     )
     table = Table(title=title, caption=f"GiB per GPU; shapes from {shape.source}", title_justify="left")
     table.add_column("term")
