@@ -57,6 +57,10 @@ def cache_root(config: Config) -> Path:
     return Path(base).expanduser() / "sft"
 
 
+# How env workers run, which changes no demonstration: left out of the warm start's key.
+ENV_RUNTIME_SETTINGS = ("workers", "step_timeout_s", "executor", "ray_address")
+
+
 def warm_start_key(config: Config) -> str:
     """16 hex characters naming the SFT result: base model, SFT settings, env, prompt format."""
     sft = {k: v for k, v in to_dict(config.sft).items() if k not in ("warm_start", "seed")}
@@ -65,7 +69,7 @@ def warm_start_key(config: Config) -> str:
         "model": {k: v for k, v in to_dict(config.model).items() if k not in ("cache_dir", "lora_rank")},
         "sft": sft,
         "teacher_placement": config.teacher.placement,  # where the skill-conditioned copies put the skills
-        "env": {k: v for k, v in to_dict(config.env).items() if k not in ("workers", "step_timeout_s")},
+        "env": {k: v for k, v in to_dict(config.env).items() if k not in ENV_RUNTIME_SETTINGS},
         "max_prompt_tokens": config.rollout.max_prompt_tokens,
         "seed": sft_seed(config),
     }
