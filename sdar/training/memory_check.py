@@ -178,16 +178,17 @@ def _score_teacher(model, batch: Batch, config: Config) -> None:
         score_batch(model, batch, micro_batch_rows=micro)
         return
     shared = batch.response_start // 4
-    batch.input_ids[:, :shared] = batch.input_ids[:1, :shared]  # every row starts with the same prefix
-    batch.attention_mask[:, :shared] = True
+    input_ids, attention_mask = batch.input_ids.clone(), batch.attention_mask.clone()  # the update's stay
+    input_ids[:, :shared] = input_ids[:1, :shared]  # every row starts with the same prefix
+    attention_mask[:, :shared] = True
     with torch.no_grad():
-        cache = prefix_cache(model, batch.input_ids[:1, : shared - 1])
+        cache = prefix_cache(model, input_ids[:1, : shared - 1])
         for begin in range(0, len(batch), micro):
             rows = slice(begin, begin + micro)
             token_logprobs(
                 model,
-                batch.input_ids[rows, shared - 1 :],
-                batch.attention_mask[rows, shared - 1 :],
+                input_ids[rows, shared - 1 :],
+                attention_mask[rows, shared - 1 :],
                 start=batch.response_start - shared + 1,
                 past_key_values=cache,
             )
