@@ -512,3 +512,19 @@ def make_plan(config: Config, *, gpus: int, gpu_memory_gib: float, margin: float
                 recommendation = candidate
                 break
     return Plan(shape, current, budget, margin, recommendation)
+
+
+def refuse_what_cannot_fit(config: Config, *, device, processes: int) -> None:
+    """ConfigError when training `config` on `processes` GPUs like `device` would exceed a GPU's whole memory
+    by this estimate (`trainer.memory_check`); nothing on CPUs."""
+    if device is None or not str(device).startswith("cuda"):
+        return
+    import torch
+
+    memory = torch.cuda.get_device_properties(torch.device(device)).total_memory / GIB
+    plan = make_plan(config, gpus=processes, gpu_memory_gib=memory, margin=0.0)
+    if not plan.fits:
+        raise ConfigError(
+            f"this run would not fit on its {processes} GPU(s): {plan.reason()}. `sdar plan` shows every "
+            "term (docs/plan.md); trainer.memory_check=false starts it anyway"
+        )

@@ -49,7 +49,7 @@ from sdar.algorithms import (
     sampler_mismatch_totals,
 )
 from sdar.algorithms.objective import advantages_from_config, settings_from_config
-from sdar.config import Config, ConfigError, save_config, to_dict
+from sdar.config import Config, save_config, to_dict
 from sdar.errors import ActionableError
 from sdar.locking import DirectoryLock
 from sdar.models import load_model
@@ -66,6 +66,7 @@ from sdar.training.checkpoint import (
 )
 from sdar.training.distributed import DataParallel, combine_rollout_stats, ensure_process_group
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, check_wandb, record_process
+from sdar.training.plan import refuse_what_cannot_fit
 from sdar.training.session import RolloutSession
 from sdar.training.update import (
     UpdateState,
@@ -175,7 +176,8 @@ class Trainer:
         random.seed(config.seed)
         if self.parallel.is_main:
             check_wandb(config.trainer.wandb_project)  # before minutes of model loading
-        self._check_memory()
+        if config.trainer.memory_check:  # on GPUs: refuse a run sdar plan says cannot fit (docs/plan.md)
+            refuse_what_cannot_fit(config, device=self.parallel.device, processes=self.parallel.world_size)
         self.model, self.tokenizer = load_model(config.model, device=self.parallel.device)
         # Outside policy_update the model is in eval mode (no dropout): a fresh LoRA model comes back in train
         # mode, which made the first step's old/ref log-probs (and a resumed run's first step) draw dropout.
@@ -217,21 +219,6 @@ class Trainer:
             save_config(config, self.run_dir / "config.yaml")
         if main:
             record_process(self.run_dir, config, self.start_step)
-
-    def _check_memory(self) -> None:
-        """`trainer.memory_check` on a GPU: `sdar plan`'s estimate against the whole of this GPU's memory."""
-        device = self.parallel.device
-        if not self.config.trainer.memory_check or device is None or not str(device).startswith("cuda"):
-            return
-        from sdar.training.plan import GIB, make_plan
-
-        memory = torch.cuda.get_device_properties(torch.device(device)).total_memory / GIB
-        plan = make_plan(self.config, gpus=self.parallel.world_size, gpu_memory_gib=memory, margin=0.0)
-        if not plan.fits:
-            raise ConfigError(
-                f"this run would not fit on its {self.parallel.world_size} GPU(s): {plan.reason()}. "
-                "`sdar plan` shows every term (docs/plan.md); trainer.memory_check=false starts it anyway"
-            )
 
     @property
     def needs_teacher(self) -> bool:
