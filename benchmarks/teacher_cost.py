@@ -23,8 +23,8 @@ import time
 import torch
 
 from sdar.config import ModelConfig
+from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import render_alfworld_prompt
-from sdar.envs.base import Task
 from sdar.models import load_model, token_logprobs
 from sdar.models.loading import DTYPES, add_lora, prepare_tokenizer
 from sdar.records import Turn, rows_to_batch

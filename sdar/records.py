@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 
 
 @dataclass

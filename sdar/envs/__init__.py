@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from functools import partial
 
+from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.engine import TASK_TYPES
 from sdar.envs.alfworld.env import admits as alfworld_admits
 from sdar.envs.alfworld.generated import make_generated_env
 from sdar.envs.alfworld.prompts import build_alfworld_prompt, template_prompt
-from sdar.envs.base import ENVS, EnvSpec, StepResult, Task, TextEnv, get_env_spec, register_env
+from sdar.envs.base import ENVS, EnvSpec, TextEnv, get_env_spec, register_env
 from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
 from sdar.envs.search_qa import SEARCH_QA_SPEC
 from sdar.envs.webshop import WEBSHOP_SPECS

@@ -2,38 +2,17 @@
 
 An env is a stateful text game: `reset(task_id)` starts one task, `step(action)` applies one action string
 (already extracted from the model's reply; an invalid reply is stepped as a no-op, spec §1). Everything that
-crosses the boundary is plain text plus the small records below, so envs can live in worker processes.
+crosses the boundary is plain text plus two small records (Task, StepResult: `sdar.env_records`, the ground
+floor every layer imports), so envs can live in worker processes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class Task:
-    """One env instance; skills are routed by `task_type` (ALFWorld type, WebShop category, QA dataset)."""
-
-    task_id: str
-    task_type: str
-    goal: str
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What the agent sees after reset/step. `admissible_actions` is None where the env has no such list."""
-
-    observation: str
-    reward: float = 0.0
-    done: bool = False
-    won: bool = False
-    admissible_actions: tuple[str, ...] | None = None
-    info: dict = field(
-        default_factory=dict
-    )  # e.g. {"metrics": {"score": 0.8}} or {"error": "engine crashed"}
+from sdar.env_records import StepResult, Task
 
 
 def episode_metrics(result: StepResult) -> dict[str, float]:

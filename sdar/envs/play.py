@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sdar.envs.base import StepResult, TextEnv
+from sdar.env_records import StepResult
+from sdar.envs.base import TextEnv
 from sdar.envs.policies import EpisodeOutcome, PromptRenderer
 
 HELP = """Type an action (exactly as listed) or its number, then Enter.

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from sdar.envs.base import StepResult, Task, TextEnv, episode_metrics
+from sdar.env_records import StepResult, Task
+from sdar.envs.base import TextEnv, episode_metrics
 from sdar.envs.pool import EnvPool
 
 History = Sequence[tuple[str, str]]

@@ -39,7 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from sdar.envs.base import StepResult, Task, TextEnv
+from sdar.env_records import StepResult, Task
+from sdar.envs.base import TextEnv
 
 logger = logging.getLogger(__name__)
 

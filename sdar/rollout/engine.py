@@ -38,7 +38,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from sdar.envs.base import EnvSpec, StepResult, Task, episode_metrics, metric_means
+from sdar.env_records import StepResult, Task
+from sdar.envs.base import EnvSpec, episode_metrics, metric_means
 from sdar.models.generation import GenerationBackend
 from sdar.records import Episode, Turn, assign_row_rewards
 from sdar.rollout.memory import EpisodeMemory

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdar.config import ConfigError
-from sdar.envs.base import Task
+from sdar.env_records import Task
 
 SKILL_DIR = Path(__file__).parent
 

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from sdar.env_records import Task
 from sdar.envs.alfworld.priors import LIGHT_SOURCES, OBJECT_PRIORS, usual_order
-from sdar.envs.base import Task
 from sdar.skills.library import SKILL_DIR, SkillLibrary, register_skill_library
 
 

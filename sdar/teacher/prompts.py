@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sdar.config import ConfigError
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.records import Turn
 from sdar.skills.library import get_skill_library, teacher_context
 

@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
+from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.engine import EngineState
-from sdar.envs.base import StepResult, Task
 
 FAKE_PLAN = ["go to shelf 1", "take mug 1 from shelf 1", "put mug 1 in/on table 1"]
 

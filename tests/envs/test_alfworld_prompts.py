@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import (
     TEMPLATE_FIELDS,
     build_alfworld_prompt,
     load_alfworld_templates,
     render_alfworld_prompt,
 )
-from sdar.envs.base import Task
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 

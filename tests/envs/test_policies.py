@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.env import AlfworldEnv
 from sdar.envs.alfworld.prompts import build_alfworld_prompt
-from sdar.envs.base import StepResult, Task
 from sdar.envs.policies import (
     ExpertPolicy,
     Policy,

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from sdar.config import Config, ModelConfig
+from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.prompts import build_alfworld_prompt
-from sdar.envs.base import EnvSpec, StepResult, Task
+from sdar.envs.base import EnvSpec
 from sdar.envs.pool import EnvPool
 from sdar.models import load_model, token_logprobs
 from sdar.models.generation import Generation, HFBackend

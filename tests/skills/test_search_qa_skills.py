@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.envs.search_qa import SEARCH_QA_SPEC
 from sdar.skills import UnknownTaskTypeError, get_skill_library, teacher_context
 from sdar.skills.search_qa import SEARCH_QA_ROUTES, is_comparison, route_search_qa

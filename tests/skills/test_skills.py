@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.skills.library import (
     ALFWORLD_ROUTES,
     SKILL_DIR,

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.envs.webshop.categories import CATEGORIES, goal_categories
 from sdar.skills import UnknownTaskTypeError, get_skill_library, teacher_context
 

@@ -35,8 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.engine import TASK_TYPES, AlfworldGame, EngineState, read_task_type, split_goal
-from sdar.envs.base import StepResult, Task
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.rollout.memory import (
     FittedPrompt,
     HistoryPair,

@@ -20,7 +20,7 @@ there is one. It knows the answer, so its EM is 100% by construction wherever a 
 
 from __future__ import annotations
 
-from sdar.envs.base import StepResult, Task
+from sdar.env_records import StepResult, Task
 from sdar.envs.search_qa.corpus import text_has_answer
 from sdar.envs.search_qa.datasets import QAItem
 from sdar.envs.search_qa.metrics import best_f1, exact_match

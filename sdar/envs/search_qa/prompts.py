@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import check_template, fill_template
-from sdar.envs.base import Task
 from sdar.rollout.memory import (
     FittedPrompt,
     HistoryPair,

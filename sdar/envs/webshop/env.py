@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sdar.envs.base import StepResult, Task
+from sdar.env_records import StepResult, Task
 from sdar.envs.webshop.catalog import Catalogue, Goal, Product
 from sdar.envs.webshop.categories import goal_categories
 from sdar.envs.webshop.pages import (

@@ -16,8 +16,8 @@ import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import TEMPLATE_FIELDS, AlfworldTemplates, check_template, fill_template
-from sdar.envs.base import Task
 from sdar.envs.webshop.pages import SEPARATOR
 from sdar.rollout.memory import (
     FittedPrompt,

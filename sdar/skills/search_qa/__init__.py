@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.skills.library import SkillLibrary, UnknownTaskTypeError, register_skill_library
 
 SEARCH_QA_ROUTES: dict[str, tuple[str, ...]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.envs.webshop.categories import CATEGORIES, goal_categories
 from sdar.skills.library import SkillLibrary, UnknownTaskTypeError, register_skill_library
 

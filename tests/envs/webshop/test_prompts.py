@@ -1,6 +1,6 @@
 """The WebShop prompt: observation formatting, history, the 13,000-character fallback, the token budget."""
 
-from sdar.envs.base import Task
+from sdar.env_records import Task
 from sdar.envs.webshop.prompts import build_webshop_prompt, format_observation, render_webshop_prompt
 
 GOAL = "Find me a red hat"
