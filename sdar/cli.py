@@ -112,13 +112,6 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_dir(config, output: str | None, name: str) -> Path:
-    if output:
-        return Path(output)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(config.output_dir) / f"{name}-{config.algorithm.method}-{stamp}"
-
-
 def print_run_summary(run_dir: Path, history: list[dict], evaluations: dict) -> None:
     """The end of `sdar train`: panel success before/after, the training signal, where the run is."""
     if history:
@@ -153,57 +146,17 @@ def print_run_summary(run_dir: Path, history: list[dict], evaluations: dict) -> 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train with the configured method (spec §5); `--resume DIR` continues a killed or finished run."""
-    from sdar.config import load_config as load
-    from sdar.training.distributed import DataParallel
-    from sdar.training.logging import check_wandb, logging_note
-    from sdar.training.progress import TrainingProgress
-    from sdar.training.trainer import Trainer
+    """Train with the configured method (docs/method.md §5), or `--resume DIR` a killed or finished run: the
+    work is `sdar.api.train`'s; this prints its summary."""
+    from sdar.api import train
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").exists():
-            raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
-        config = load(
-            str(run_dir / "config.yaml"),
-            args.overrides if args.config is None else [args.config, *args.overrides],
-        )
+    if args.resume:  # every positional is an override of the run's own config
+        overrides = args.overrides if args.config is None else [args.config, *args.overrides]
+        result = train(None, *overrides, resume=args.resume)
     else:
-        if args.config is None:
-            raise ConfigError(
-                f"sdar train needs a CONFIG (a preset: {', '.join(preset_names())}, or a YAML file)"
-            )
-        config = load_config(args.config, args.overrides)
-        run_dir = _run_dir(config, args.output, Path(args.config).stem)
-    parallel = DataParallel.from_environment()
-    run_dir = Path(parallel.gather(str(run_dir))[0])  # one directory, named by process 0
-    if not args.resume:
-        from sdar.training.checkpoint import refuse_a_used_run_dir
-        from sdar.training.sft import with_warm_start
-
-        refuse_a_used_run_dir(run_dir)  # before a warm start that may take a while to train
-        check_wandb(config.trainer.wandb_project)  # likewise
-
-        if parallel.is_main:  # process 0 trains (or finds) the cached warm start; the others then load it
-            config = with_warm_start(config)
-        parallel.barrier()
-        if not parallel.is_main:
-            config = with_warm_start(config)
-    trainer = Trainer(config, run_dir, resume=bool(args.resume), parallel=parallel)
-    try:
-        if parallel.is_main:
-            print(logging_note(config.trainer, run_dir), file=sys.stderr)
-            with TrainingProgress(config.trainer.steps, trainer.start_step) as progress:
-                trainer.progress = progress
-                history = trainer.train()
-        else:
-            history = trainer.train()
-    finally:
-        trainer.close()
-        parallel.close()
-    if not parallel.is_main:
-        return 0
-    print_run_summary(run_dir, history, trainer.evaluations)
+        result = train(args.config, *args.overrides, output=args.output)
+    if result.is_main:
+        print_run_summary(result.run_dir, result.history, result.evaluations)
     return 0
 
 
