@@ -37,10 +37,10 @@ from sdar.envs.alfworld.generator import generate_games  # noqa: E402
 from sdar.envs.alfworld.prompts import build_alfworld_prompt  # noqa: E402
 from sdar.envs.base import EnvSpec  # noqa: E402
 from sdar.envs.pool import EnvPool  # noqa: E402
+from sdar.envs.replies import parse_action_reply  # noqa: E402
 from sdar.models import load_model  # noqa: E402
 from sdar.models.generation import HFBackend  # noqa: E402
 from sdar.rollout.engine import RolloutSettings, collect_episodes, rollout_stats  # noqa: E402
-from sdar.rollout.parsing import parse_action_reply  # noqa: E402
 
 ALFWORLD_GENERATED = EnvSpec(
     name="alfworld-generated",

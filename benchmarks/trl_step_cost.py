@@ -51,8 +51,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from sdar.config import load_config  # noqa: E402
+from sdar.envs.replies import parse_action_reply  # noqa: E402
 from sdar.models.embedded import embedded_model_dir  # noqa: E402
-from sdar.rollout.parsing import parse_action_reply  # noqa: E402
 from sdar.training.trainer import Trainer  # noqa: E402
 
 ROWS = 16  # 4 prompts x G = 4, one turn each

@@ -14,7 +14,7 @@ LOCKBOX = Path(__file__).parents[1] / "examples" / "lockbox" / "config.yaml"
 PLUGIN = """
 from sdar.envs import EnvSpec, register_env
 from sdar.envs.alfworld.prompts import build_alfworld_prompt
-from sdar.rollout.parsing import parse_action_reply
+from sdar.envs.replies import parse_action_reply
 
 IMPORTS = globals().get("IMPORTS", 0) + 1
 register_env(EnvSpec("{name}", dict, "a test plugin", build_alfworld_prompt, parse_action_reply))

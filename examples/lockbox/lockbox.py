@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from sdar.envs import EnvSpec, StepResult, Task, register_env, template_prompt
-from sdar.rollout.parsing import parse_action_reply
+from sdar.envs.replies import parse_action_reply
 from sdar.skills.library import SkillLibrary, UnknownTaskTypeError, register_skill_library
 
 HERE = Path(__file__).resolve().parent

@@ -16,9 +16,9 @@ from sdar.envs.alfworld.generated import make_generated_env
 from sdar.envs.alfworld.prompts import build_alfworld_prompt, template_prompt
 from sdar.envs.base import ENVS, EnvSpec, TextEnv, get_env_spec, register_env
 from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
+from sdar.envs.replies import parse_action_reply
 from sdar.envs.search_qa import SEARCH_QA_SPEC
 from sdar.envs.webshop import WEBSHOP_SPECS
-from sdar.rollout.parsing import parse_action_reply
 
 ACTION_STOP = ("</action>",)
 

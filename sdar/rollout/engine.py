@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 
 from sdar.env_records import StepResult, Task
 from sdar.envs.base import EnvSpec, episode_metrics, metric_means
+from sdar.envs.history import EpisodeMemory
 from sdar.models.generation import GenerationBackend
 from sdar.records import Episode, Turn, assign_row_rewards
-from sdar.rollout.memory import EpisodeMemory
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from sdar.envs.policies import (
     run_episodes,
 )
 from sdar.envs.pool import EnvPool
-from sdar.rollout.parsing import parse_action_reply
+from sdar.envs.replies import parse_action_reply
 
 from .fakes import FAKE_PLAN, CounterEnv, FakeEngine, write_fake_game
 from .test_alfworld_env import DATA, needs_data

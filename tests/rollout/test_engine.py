@@ -13,6 +13,7 @@ from sdar.env_records import StepResult, Task
 from sdar.envs.alfworld.prompts import build_alfworld_prompt
 from sdar.envs.base import EnvSpec
 from sdar.envs.pool import EnvPool
+from sdar.envs.replies import NO_OP_ACTION, parse_action_reply
 from sdar.models import load_model, token_logprobs
 from sdar.models.generation import Generation, HFBackend
 from sdar.records import rows_to_batch
@@ -24,7 +25,6 @@ from sdar.rollout.engine import (
     collect_episodes,
     turn_seed,
 )
-from sdar.rollout.parsing import NO_OP_ACTION, parse_action_reply
 
 WIN = "open door"
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sdar.config import load_config
+from sdar.envs.replies import parse_action_reply
 from sdar.models import load_model
-from sdar.rollout.parsing import parse_action_reply
 from sdar.training.logging import machine, record_process, warm_start_record
 from sdar.training.sft import demonstration_pairs, warm_start, warm_start_key, with_warm_start
 

@@ -3,7 +3,7 @@
 Two templates live in `templates/` next to this file:
 - `first_turn.txt` (step 0, no history): {task}, {observation}, {admissible_actions}.
 - `with_history.txt` (every later step): also {step_count} (steps already taken), {history_count} (pairs
-  shown), {history} (rendered by `sdar.rollout.memory.render_history`) and {current_step} (= step_count + 1).
+  shown), {history} (rendered by `sdar.envs.history.render_history`) and {current_step} (= step_count + 1).
 Placeholders are `{name}`; any other brace is literal text, and substituted values are never re-scanned, so an
 observation containing braces is safe. An unknown placeholder fails at load time with the allowed names.
 Point `load_alfworld_templates(directory)` at a folder with your own two files to change the wording.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdar.env_records import Task
-from sdar.rollout.memory import (
+from sdar.envs.history import (
     FittedPrompt,
     HistoryPair,
     fit_history,

@@ -2,12 +2,12 @@
 
 `templates/first_turn.txt` (turn 1): {question}, {max_turns}. `templates/with_history.txt` (later turns): also
 {step_count}, {history_count}, {history} (the last H = 4 (observation, action) pairs, rendered by
-`sdar.rollout.memory.render_history`), {current_step} and {observation} (the result of the last action: the
+`sdar.envs.history.render_history`), {current_step} and {observation} (the result of the last action: the
 `<information>` block of a search, or the note on an invalid reply). The env puts `max_turns` in
 `Task.metadata`. History beyond the prompt budget is dropped oldest first; the question is never cut.
 
 Reply format: `<think>...</think>` then exactly one of `<search>q</search>` / `<answer>a</answer>`, parsed by
-`sdar.rollout.parsing.parse_search_reply`. The action the env steps is the canonical tag text, e.g.
+`sdar.envs.replies.parse_search_reply`. The action the env steps is the canonical tag text, e.g.
 `<search>capital of france</search>`, or `NO_OP_ACTION` for an invalid reply; that is also what the history
 shows, so the model sees its own past queries.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import check_template, fill_template
-from sdar.rollout.memory import (
+from sdar.envs.history import (
     FittedPrompt,
     HistoryPair,
     fit_history,
@@ -29,7 +29,7 @@ from sdar.rollout.memory import (
     render_history,
     text_only,
 )
-from sdar.rollout.parsing import NO_OP_ACTION, parse_search_reply
+from sdar.envs.replies import NO_OP_ACTION, parse_search_reply
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 _FIRST = frozenset({"question", "max_turns"})

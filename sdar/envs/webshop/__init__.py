@@ -7,6 +7,7 @@ generator (data-free catalogue), prompts (+ templates/), categories (skill-routi
 from __future__ import annotations
 
 from sdar.envs.base import EnvSpec
+from sdar.envs.replies import parse_action_reply
 from sdar.envs.webshop.categories import CATEGORIES
 from sdar.envs.webshop.env import admits
 from sdar.envs.webshop.prompts import build_webshop_prompt
@@ -16,7 +17,6 @@ from sdar.envs.webshop.registry import (
     make_webshop_env,
     webshop_engine_missing,
 )
-from sdar.rollout.parsing import parse_action_reply
 
 # The shortest won episode: search, click the product, buy now (a purchase ends the episode). Some real goals
 # ask for no option; every generated goal asks for at least one, which takes a click more.

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from sdar.env_records import Task
 from sdar.envs.alfworld.prompts import TEMPLATE_FIELDS, AlfworldTemplates, check_template, fill_template
-from sdar.envs.webshop.pages import SEPARATOR
-from sdar.rollout.memory import (
+from sdar.envs.history import (
     FittedPrompt,
     HistoryPair,
     fit_history,
@@ -27,6 +26,7 @@ from sdar.rollout.memory import (
     render_history,
     text_only,
 )
+from sdar.envs.webshop.pages import SEPARATOR
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 HISTORY_FALLBACK_CHARS = 13_000  # the release's limit for a prompt with history

@@ -5,6 +5,7 @@ import pytest
 
 from sdar.envs.base import TextEnv
 from sdar.envs.policies import ExpertPolicy, run_episode
+from sdar.envs.replies import NO_OP_ACTION
 from sdar.envs.search_qa import QuestionBank, SearchQAEnv
 from sdar.envs.search_qa.env import FIRST_OBSERVATION, INVALID_OBSERVATION, keyword_query
 from sdar.envs.search_qa.policies import NoSearchPolicy, closed_book_answer
@@ -14,7 +15,6 @@ from sdar.envs.search_qa.prompts import (
     read_action,
     render_search_reply,
 )
-from sdar.rollout.parsing import NO_OP_ACTION
 
 from .conftest import DATA, DOCUMENTS, GOLD, QUESTIONS, needs_data
 

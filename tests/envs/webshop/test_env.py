@@ -2,10 +2,10 @@
 
 import pytest
 
+from sdar.envs.replies import NO_OP_ACTION
 from sdar.envs.webshop.env import SEARCH_PLACEHOLDER, ShopWorld, WebShopEnv, admits, parse_action
 from sdar.envs.webshop.registry import make_generated_webshop_env, make_webshop_env
 from sdar.envs.webshop.search import ProductSearch
-from sdar.rollout.parsing import NO_OP_ACTION
 
 from .builders import REAL_DATA, needs_real_data
 

@@ -14,6 +14,8 @@ Prompt budget: `fit_history` renders with as many of the given pairs as fit a bu
 through any `measure` callable), dropping the OLDEST pairs first. Only history is ever dropped; the rest of
 the prompt (task, skills, current observation, admissible actions) is never cut, even when it alone exceeds
 the budget (then `over_budget` is True and the caller decides).
+
+Each env's prompt builder renders the history; the rollout loop keeps one `EpisodeMemory` per episode.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdar.rollout.memory import EpisodeMemory, HistoryPair, fit_history, render_history
+from sdar.envs.history import EpisodeMemory, HistoryPair, fit_history, render_history
 
 
 def _memory(count: int) -> EpisodeMemory:

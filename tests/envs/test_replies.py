@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from sdar.rollout.parsing import (
+from sdar.envs.replies import (
     INVALID_REASONS,
     MAX_ACTION_CHARS,
     NO_OP_ACTION,

@@ -23,7 +23,8 @@ Rules shared by both (our documented reading of the spec and the release):
 
 An invalid ALFWorld/WebShop reply yields `NO_OP_ACTION`, which the env steps as an unknown command: ALFWorld
 (TextWorld) answers "Nothing happens." and WebShop treats it as an unparseable action; neither changes state.
-The rollout subtracts the invalid-action penalty for that turn.
+The rollout subtracts the invalid-action penalty for that turn. An env names its parser in its EnvSpec
+(`parse_reply`); the rollout loop only calls it through the spec.
 """
 
 from __future__ import annotations
