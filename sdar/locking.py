@@ -1,23 +1,19 @@
 """`DirectoryLock`: one writer per output directory (a run being trained, an evaluation being played).
 
-An exclusive, non-blocking flock on the directory itself, held while the object lives: a second process that
-would write into the same directory (a requeued job while the first still runs, the same command started
-twice) is refused with a clear error instead of interleaving its lines with the first one's and overwriting
-its checkpoints or results. The kernel drops the lock when the holder exits or is killed, so a crash never
-leaves a stale lock behind, and nothing is written into the directory. Worker processes are spawned, not
-forked, so they do not inherit it. Without flock (Windows) there is no lock.
+A `filelock.FileLock` on DIRECTORY/.sdar.lock, taken without waiting and held while the object lives: a
+second process that would write into the same directory (a requeued job while the first still runs, the same
+command started twice) is refused with a clear error instead of interleaving its lines with the first one's
+and overwriting its checkpoints or results. The operating system drops the lock when the holder exits or is
+killed, so a crash never leaves a stale lock behind (the empty lock file stays; it is not a lock by itself).
 """
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
+from filelock import FileLock, Timeout
+
+LOCK_FILE = ".sdar.lock"
 
 
 class DirectoryInUse(RuntimeError):
@@ -30,26 +26,21 @@ class DirectoryLock:
 
     def __init__(self, directory: str | Path, what: str, otherwise: str):
         self.directory = Path(directory)
-        self._descriptor: int | None = None
-        if fcntl is None:
-            return
-        descriptor = os.open(self.directory, os.O_RDONLY)
+        self.path = self.directory / LOCK_FILE
+        self._lock: FileLock | None = FileLock(self.path)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(descriptor)
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            self._lock = None
             raise DirectoryInUse(
-                f"{self.directory}: another {what} is writing into this directory (it holds its lock); "
+                f"{self.directory}: another {what} is writing into this directory (it holds {self.path}); "
                 f"{otherwise}"
             ) from None
-        self._descriptor = descriptor
 
     def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)  # closing the descriptor drops its flock
-            self._descriptor = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> DirectoryLock:
         return self
