@@ -289,7 +289,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def cmd_retriever(args: argparse.Namespace) -> int:
     """Search-QA retrieval: assemble the local corpus, or serve a retriever over HTTP (Search-R1 API)."""
-    from sdar.retrieval.commands import build_corpus_command, serve_command
+    from sdar.envs.search_qa.retriever_commands import build_corpus_command, serve_command
     from sdar.retrieval.server import ServerLimits
 
     if args.action == "build-corpus":

@@ -1,4 +1,5 @@
-"""`sdar retriever build-corpus` and `sdar retriever serve`: the library side of the CLI commands."""
+"""`sdar retriever build-corpus` and `sdar retriever serve`: the library side of the CLI commands, over the
+Search-QA corpus this package assembles (the retrievers themselves are in `sdar.retrieval`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import json
 import time
 from pathlib import Path
 
+from sdar.envs.search_qa.corpus import AnswerIndex, build_corpus, coverage_report, write_corpus_jsonl
+from sdar.envs.search_qa.datasets import DATASETS, load_dataset, resolve_data_dir
+from sdar.retrieval import make_retriever
+from sdar.retrieval.base import load_corpus_jsonl
 from sdar.retrieval.dense import cache_root
 from sdar.retrieval.server import DEFAULT_HOST, ServerLimits, make_server
 
@@ -16,9 +21,6 @@ def default_corpus_path() -> Path:
 
 def build_corpus_command(data_dir: str | None, output: str | None) -> dict:
     """Assemble the corpus, write it (FlashRAG JSONL) and `<output>.report.json`, print the coverage table."""
-    from sdar.envs.search_qa.corpus import AnswerIndex, build_corpus, coverage_report, write_corpus_jsonl
-    from sdar.envs.search_qa.datasets import DATASETS, load_dataset, resolve_data_dir
-
     started = time.perf_counter()
     folder = resolve_data_dir(data_dir)
     corpus = build_corpus(folder)
@@ -53,15 +55,9 @@ def serve_command(
     dense_model: str = "",
 ) -> None:
     """Index the corpus (a FlashRAG JSONL, else the assembled Search-QA corpus) and serve it until ^C."""
-    from sdar.retrieval import make_retriever
-    from sdar.retrieval.base import load_corpus_jsonl
-
     if corpus:
         documents = load_corpus_jsonl(corpus)
     else:
-        from sdar.envs.search_qa.corpus import build_corpus
-        from sdar.envs.search_qa.datasets import resolve_data_dir
-
         documents = list(build_corpus(resolve_data_dir(data_dir)).documents)
     if retriever not in ("bm25", "dense"):
         raise ValueError(f"--retriever {retriever!r}: serve bm25 or dense")
