@@ -17,6 +17,7 @@ committed results.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -70,6 +71,8 @@ FINAL = ("Final evaluation (runs: step 12; warm start: before any RL step)", fin
 BEST = ("Best of the evaluations at steps 6 and 12", best_evaluation, {GENERATED_PANEL})
 SDAR_BETA = get_method("sdar").beta
 GATE_OFF_HALF_GAP = math.log((0.5 + GATE_OFF_HALF) / (0.5 - GATE_OFF_HALF)) / SDAR_BETA  # printed: 0.0401
+# What is committed of a run's samples.jsonl (the bulk, ~0.5 MB a run, stays out of git): see samples_digest.
+SAMPLES_DIGEST = "samples_digest.json"
 READING = "teacher_vs_student/skill_reading{}.json"  # skill_reading.py's: "" the warm start, -RUN-stepN
 READING_COLUMNS = (  # (header, key in the JSON): probabilities at the first turn, mean over the panel's games
     ("line's receptacle: student", "student_line_p"),
@@ -185,13 +188,38 @@ def logged_episodes(run: Run) -> list[dict]:
     return parse_jsonl(path.read_text(encoding="utf-8").splitlines(), str(path))[0]
 
 
-def logged_gaps(run: Run) -> list[tuple[str, float]]:
-    """(token, gap Δ) of every reply token the run logged with its gap."""
-    pairs = []
+def reply_digest(reply: str | None) -> str | None:
+    """A reply's first 16 hex digits of sha256: equal replies, equal digests (what agreement compares)."""
+    return None if reply is None else hashlib.sha256(reply.encode("utf-8")).hexdigest()[:16]
+
+
+def samples_digest(run: Run) -> dict:
+    """What this report reads of a run's samples.jsonl, small enough to commit in its place (SAMPLES_DIGEST):
+    every logged reply's digest by "step/episode/turn", the count of reply tokens logged with a gap, how many
+    of those gaps are 0, and the (token, gap) pairs whose gap moves SDAR's gate off ½."""
+    pairs, replies, seen = [], {}, {}
     for record in logged_episodes(run):
+        step = record.get("step")
+        episode = seen[step] = seen.get(step, -1) + 1
         for turn in record.get("turns") or []:
+            replies[f"{step}/{episode}/{turn.get('turn')}"] = reply_digest(turn.get("response"))
             pairs += zip(turn.get("tokens") or [], turn.get("gap") or [], strict=False)
-    return pairs
+    off = sdar_gate_off_half([gap for _, gap in pairs])
+    return {
+        "logged_gap_tokens": len(pairs),
+        "zero_gap_tokens": sum(gap == 0 for _, gap in pairs),
+        "gate_off_half": [[token, gap] for (token, gap), moved in zip(pairs, off, strict=True) if moved],
+        "replies": replies,
+    }
+
+
+def read_samples_digest(run: Run) -> dict | None:
+    """The run's samples digest: computed from samples.jsonl where the run has it, else the committed
+    SAMPLES_DIGEST; None when it has neither."""
+    if run.path and (Path(run.path) / SAMPLES).is_file():
+        return samples_digest(run)
+    path = Path(run.path) / SAMPLES_DIGEST if run.path else None
+    return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else None
 
 
 def sdar_gate_off_half(gaps: list[float]) -> list[bool]:
@@ -203,34 +231,31 @@ def sdar_gate_off_half(gaps: list[float]) -> list[bool]:
 def run_gate_off_half(run: Run) -> float | None:
     """The share of the logged reply tokens where SDAR's gate is more than GATE_OFF_HALF from ½, GRPO+OPSD's
     constant gate: the only tokens where their distillation terms differ. None without gaps."""
-    off = sdar_gate_off_half([gap for _, gap in logged_gaps(run)])
-    return sum(off) / len(off) if off else None
+    digest = read_samples_digest(run)
+    if not digest or not digest["logged_gap_tokens"]:
+        return None
+    return len(digest["gate_off_half"]) / digest["logged_gap_tokens"]
 
 
 def print_gate_tokens(run: Run, most_common: int = 20) -> None:
     """`--gate-tokens RUN`: which logged tokens move SDAR's gate off ½, and how many gaps are 0 as logged."""
-    pairs = logged_gaps(run)
-    if not pairs:
-        raise SystemExit(f"{run.path}: no reply tokens logged with a gap (samples.jsonl)")
-    off = sdar_gate_off_half([gap for _, gap in pairs])
-    decisive = Counter(token.strip() for (token, _), moved in zip(pairs, off, strict=True) if moved)
-    print(f"{run.name}: {len(pairs)} logged reply tokens")
+    digest = read_samples_digest(run)
+    if not digest or not digest["logged_gap_tokens"]:
+        raise SystemExit(f"{run.path}: no reply tokens logged with a gap ({SAMPLES} or {SAMPLES_DIGEST})")
+    total = digest["logged_gap_tokens"]
+    decisive = Counter(token.strip() for token, _ in digest["gate_off_half"])
+    print(f"{run.name}: {total} logged reply tokens")
     print(f"gate σ(5Δ) more than {GATE_OFF_HALF} from ½ (|Δ| > {GATE_OFF_HALF_GAP:.4f}): "
-          f"{sum(decisive.values()) / len(pairs):.1%}")  # fmt: skip
-    print(f"gap 0 as logged (4 decimals): {sum(gap == 0 for _, gap in pairs) / len(pairs):.1%}")
+          f"{sum(decisive.values()) / total:.1%}")  # fmt: skip
+    print(f"gap 0 as logged (4 decimals): {digest['zero_gap_tokens'] / total:.1%}")
     common = ", ".join(f"{token!r} {count}" for token, count in decisive.most_common(most_common))
     print(f"most common of those tokens: {common}")
 
 
-def logged_replies(run: Run) -> dict[tuple, str]:
-    """(step, episode, turn) -> sampled reply, from the run's samples.jsonl."""
-    replies, seen = {}, {}
-    for record in logged_episodes(run):
-        step = record.get("step")
-        episode = seen[step] = seen.get(step, -1) + 1
-        for turn in record.get("turns") or []:
-            replies[(step, episode, turn.get("turn"))] = turn.get("response")
-    return replies
+def logged_replies(run: Run) -> dict[str, str]:
+    """Digest of each sampled reply by "step/episode/turn", from the run's samples (or their digest)."""
+    digest = read_samples_digest(run)
+    return digest["replies"] if digest else {}
 
 
 def agreement_line(runs: list[Run]) -> str:
@@ -253,6 +278,19 @@ def agreement_line(runs: list[Run]) -> str:
         + "; ".join(parts)
         + "."
     )
+
+
+def write_samples_digests(results: Path) -> list[Path]:
+    """SAMPLES_DIGEST beside every samples.jsonl of the finished runs under `results` (what is committed of
+    a run instead of its samples); the written paths."""
+    written = []
+    for path in finished_runs(results):
+        if (path / SAMPLES).is_file():
+            run = Run(path.name, "", "", "", None, path=str(path))
+            target = path / SAMPLES_DIGEST
+            target.write_text(json.dumps(samples_digest(run), indent=0) + "\n", encoding="utf-8")
+            written.append(target)
+    return written
 
 
 def progress_line(runs: list[Run]) -> str:
@@ -392,6 +430,9 @@ def main() -> int:
     results = args.results.resolve()
     experiment = None if args.warm_start is None else args.warm_start.resolve()
     report_dir = experiment_of(results) / "report"
+    if not args.check:
+        for written in write_samples_digests(results):
+            print(f"samples digest: {relative(written)}")
     readme = README.read_text(encoding="utf-8")
     updated = splice(readme, readme_block())
     if args.check:

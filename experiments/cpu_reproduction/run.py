@@ -34,9 +34,11 @@ thread poorly, so two 1-thread processes on 2 cores can beat one 2-thread proces
 the budget is killed; its run resumes from its last checkpoint next time, bit-identical to an
 uninterrupted run (tests/training/test_resume.py), and a killed valid_seen goes on from the episodes its
 journal holds (`sdar eval` resumes into the same --output; tests/evaluation/test_journal.py). Checkpoints
-and TensorBoard files stay out of git (.gitignore); config.yaml, metrics.jsonl, samples.jsonl and eval/ are
-the committed raw results. So a clone holding a finished run's results but not its probes or valid_seen
-cannot make them: it says so ("cannot run here") and goes on with the rest.
+and TensorBoard files stay out of git (.gitignore), and so do samples.jsonl, episodes.jsonl and pieces.log
+(experiments/.gitignore); config.yaml, run_info.json, metrics.jsonl, eval/*/summary.json and the
+samples_digest.json that report.py writes from samples.jsonl are the committed raw results. So a clone
+holding a finished run's results but not its probes or valid_seen cannot make them: it says so ("cannot run
+here") and goes on with the rest.
 """
 
 from __future__ import annotations
