@@ -2,7 +2,7 @@
 
 Sources: the run's samples.jsonl (training episodes with per-token teacher-student gap Δ and gate σ(βΔ), the
 teacher's skill context, the prompts and env replies) and every eval episodes.jsonl under RUN_DIR/eval/
-(replies, actions, env replies and the first prompt; no per-token data). The page (template viewer.html)
+(replies, actions, env replies and the first prompt; no per-token data). The page (templates/viewer.html.j2)
 filters by source, task type and outcome, and colours each response token by its gap or gate.
 
 Model and env text is untrusted: the data goes into the page only as JSON inside
@@ -15,17 +15,16 @@ the number, which then prints as that text.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
-from importlib import resources
 from pathlib import Path
 
 from sdar.config import ConfigError
+from sdar.evaluation.pages import Markup, render_page
 from sdar.evaluation.panels import TASK_TYPE_LABELS
 
-NON_FINITE_TAG = "$number"  # viewer.html's reviver knows this key
+NON_FINITE_TAG = "$number"  # the page's reviver knows this key
 JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 # |Δ| (nats) drawn at full colour: the teacher finds the token e times more (green) or less (red) likely than
 # the student does. A fixed scale, so that pages of different runs and steps compare; not a percentile of the
@@ -182,15 +181,13 @@ def embed_json(data) -> str:
 
 
 def render_viewer(episodes: list[dict], title: str, *, gap_scale: float = DEFAULT_GAP_SCALE) -> str:
-    """The page: the template with its title (HTML-escaped) and data (embedded JSON) filled in; tokens with
+    """The page: templates/viewer.html.j2 with its title (escaped) and data (embedded JSON); tokens with
     |Δ| >= gap_scale (nats) draw at full colour."""
     if not (math.isfinite(gap_scale) and gap_scale > 0):
         raise ConfigError(f"gap scale {gap_scale}: it must be a positive number of nats (default 1)")
-    template = resources.files("sdar.evaluation").joinpath("viewer.html").read_text(encoding="utf-8")
     data = {"title": title, "gap_scale": gap_scale, "episodes": episodes}
-    values = {"__TITLE__": html.escape(title), "__DATA__": embed_json(data)}
-    # One pass: text filled in is never searched again for placeholders.
-    return re.sub("__TITLE__|__DATA__", lambda match: values[match.group(0)], template)
+    # The JSON is marked safe: embed_json already wrote every character that could end the script as \uXXXX.
+    return render_page("viewer.html.j2", title=title, data=Markup(embed_json(data)))
 
 
 def viewer_path(run_dir: Path, output=None) -> Path:
