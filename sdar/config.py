@@ -1,33 +1,100 @@
 """Run configuration: frozen dataclasses, the only home of defaults.
 
-A config is built from a preset name or a YAML file, then dotted `section.field=value` overrides, and is
-validated when constructed: a bad field raises `ConfigError` naming the field, the bad value and what is
-allowed. `None` in an algorithm field means "the method's default" (see `sdar.algorithms.methods`);
-`resolve()` fills those in so a saved config states every value the run used.
+A config is built from a preset name or a YAML file, then dotted `section.field=value` overrides
+(`sdar.config_files`), and is validated when constructed: a bad field raises `ConfigError` naming the field,
+the bad value and what is allowed. A field's choices that name registry entries (methods, gates, advantage
+estimators, ...) are read from that registry. `None` in an algorithm field means "the method's default" (see
+`sdar.algorithms.methods`); `resolve()` fills those in so a saved config states every value the run used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import re
-import typing
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-PRESET_DIR = Path(__file__).parent / "configs"
-_SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+from sdar.config_files import (
+    from_dict,
+    merge_overrides,
+    parse_override,
+    preset_names,
+    read_source,
+    to_dict,
+)
+from sdar.errors import ConfigError
+from sdar.plugins import anchor_plugin_paths, import_plugins
+
+__all__ = [
+    "AlgorithmConfig",
+    "Config",
+    "EnvConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RolloutConfig",
+    "SFTConfig",
+    "TeacherConfig",
+    "TrainerConfig",
+    "VLLMConfig",
+    "bounded",
+    "choice",
+    "from_dict",
+    "load_config",
+    "merge_overrides",
+    "parse_override",
+    "preset_names",
+    "read_source",
+    "resolve",
+    "save_config",
+    "to_dict",
+]
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message says which and what to do."""
+class RegistryNames(Sequence):
+    """The names of a registry as a field's choices, read from it whenever they are used: the registries of
+    `sdar.algorithms` import torch, which `import sdar.config` must not (the CLI and `sdar.api` start
+    without it). Equal to the tuple of the names."""
+
+    def __init__(self, read: Callable[[], Iterable[str]]):
+        self._read = read
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._read())
+
+    def __getitem__(self, index):
+        return self.names()[index]
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __contains__(self, value) -> bool:
+        return value in self.names()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and self.names() == tuple(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self.names())
 
 
-def choice(default: Any, choices: tuple, help: str = "") -> Any:
+def algorithm_registry(name: str) -> RegistryNames:
+    """The names of the registry `sdar.algorithms.<name>` (METHODS, GATES, ADVANTAGES, ...)."""
+
+    def read() -> Iterable[str]:
+        import sdar.algorithms
+
+        return getattr(sdar.algorithms, name)
+
+    return RegistryNames(read)
+
+
+def choice(default: Any, choices: Sequence, help: str = "") -> Any:
     return field(default=default, metadata={"choices": choices, "help": help})
 
 
@@ -40,6 +107,15 @@ def bounded(
 ) -> Any:
     """A numeric field within [low, high]; `above` is a strict lower bound."""
     return field(default=default, metadata={"low": low, "high": high, "above": above, "help": help})
+
+
+def method_default(help: str = "") -> Any:
+    """A non-negative coefficient whose `None` means the method's default: `AlgorithmConfig.resolved` takes it
+    from the method's entry (sdar.algorithms.methods), which has a field of the same name."""
+    return field(
+        default=None,
+        metadata={"low": 0.0, "high": None, "above": None, "help": help, "method_default": True},
+    )
 
 
 class _Section:
@@ -162,35 +238,50 @@ class RolloutConfig(_Section):
 @dataclass(frozen=True)
 class AlgorithmConfig(_Section):
     _section = "algorithm"
-    method: str = choice("sdar", ("grpo", "sdar", "grpo_opsd", "opsd", "skill_sd", "rlsd", "skill_grpo"))
-    advantage: str = choice("grpo", ("grpo", "rloo"))
-    advantage_stats: str = choice("per_row", ("per_row", "per_episode"), "release default: per_row")
+    method: str = choice("sdar", algorithm_registry("METHODS"))
+    advantage: str = choice("grpo", algorithm_registry("ADVANTAGES"))
+    advantage_stats: str = choice(
+        "per_row", algorithm_registry("ADVANTAGE_MODES"), "release default: per_row"
+    )
     norm_by_std: bool = True
     clip_low: float = bounded(0.2, 0.0)
     clip_high: float = bounded(0.2, 0.0)
     dual_clip: float | None = bounded(3.0, above=1.0, help="null disables the dual clip")
-    kl_estimator: str = choice("k3", ("k1", "k2", "k3"))
+    kl_estimator: str = choice("k3", algorithm_registry("KL_ESTIMATORS"))
     # sdar/algorithms/aggregation.py. token-mean weighs every token of a mini-batch alike (verl today);
     # micro-batch-mean is the release's: the mean over the mini-batch's micro-batches (every process's) of
     # each one's token-mean. The paper presets keep token-mean: under micro-batch-mean the objective depends
     # on trainer.micro_batch_rows and the process count, settings a run changes to fit its GPUs' memory.
-    loss_aggregation: str = choice(
-        "token-mean", ("token-mean", "micro-batch-mean", "seq-mean-token-mean", "constant")
-    )
+    loss_aggregation: str = choice("token-mean", algorithm_registry("AGGREGATIONS"))
     loss_constant: float = bounded(512.0, 1e-9, help="normaliser of the 'constant' aggregation (Dr. GRPO)")
-    gate: str = choice("gap", ("gap", "entropy", "soft_or"))
+    gate: str = choice("gap", algorithm_registry("GATES"))
     # None = the method's default (sdar.algorithms.methods.METHODS); resolve() fills them in.
-    policy_coef: float | None = bounded(None, 0.0)
-    kl_coef: float | None = bounded(None, 0.0)
-    entropy_coef: float | None = bounded(None, 0.0)
-    distill_coef: float | None = bounded(None, 0.0, help="lambda of the distillation term")
-    beta: float | None = bounded(None, 0.0)
+    policy_coef: float | None = method_default()
+    kl_coef: float | None = method_default()
+    entropy_coef: float | None = method_default()
+    distill_coef: float | None = method_default("lambda of the distillation term")
+    beta: float | None = method_default()
     rlsd_lambda_start: float = bounded(0.5, 0.0, 1.0)
     rlsd_decay_steps: int = bounded(100, 1)
     # The sampler-trainer mismatch correction (docs/rollout-correction.md): "tis" multiplies each token's
     # policy-gradient term by min(pi_old / pi_sampler, rollout_correction_cap), without gradient through it.
-    rollout_correction: str = choice("none", ("none", "tis"), "tis: truncated importance sampling")
+    rollout_correction: str = choice(
+        "none", algorithm_registry("ROLLOUT_CORRECTIONS"), "tis: truncated importance sampling"
+    )
     rollout_correction_cap: float = bounded(2.0, 1.0, help="C of tis: larger ratios are truncated to it")
+
+    def resolved(self) -> AlgorithmConfig:
+        """This section with every `None` method-default field set to the method's own value: the one place
+        a method's defaults are read (its METHODS entry has a field of each such name)."""
+        from sdar.algorithms.methods import get_method
+
+        method = get_method(self.method)
+        filled = {
+            f.name: getattr(method, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("method_default") and getattr(self, f.name) is None
+        }
+        return dataclasses.replace(self, **filled)
 
 
 @dataclass(frozen=True)
@@ -341,163 +432,9 @@ def check_rollout_correction(config: Config) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------- building
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML/CLI value to the field's annotated type, or raise naming the field."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _coerce(value, hint, where)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}={value!r} must be true or false")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}={value!r} must be an integer")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}={value!r} must be a number")
-    if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}={value!r} must be a string")
-    if hint is tuple or origin is tuple:
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-        return (value,)
-    if hint is dict or origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise ConfigError(f"{where}={value!r} must be a mapping")
-    return value
-
-
-def _unknown_key(cls: type, key: str, where: str) -> ConfigError:
-    names = [f.name for f in dataclasses.fields(cls)]
-    close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown config key {where}{key!r}{hint}; valid keys: {', '.join(names)}")
-
-
-def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass `cls` from a nested mapping, rejecting unknown keys and ill-typed values."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise _unknown_key(cls, key, f"{where}." if where else "")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
-    return cls(**kwargs)
-
-
-def to_dict(config: Any) -> dict:
-    """Plain nested dict (tuples as lists) for YAML/JSON."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`trainer.steps=10` -> (["trainer", "steps"], 10); values are read as YAML scalars."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. trainer.steps=10)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: cannot read the value: {error}") from None
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string; users mean a number
-    return key.strip().split("."), value
-
-
-def merge_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply dotted overrides to a nested mapping (a copy); `env.options.x=1` reaches into dict fields."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def read_source(source: str) -> dict:
-    """A preset name or a YAML path -> its mapping (presets may name a `base:` preset to extend)."""
-    path = Path(source)
-    # a preset name may hold dots ("search_qa_qwen2.5-3b_sdar"): only a .yaml/.yml suffix marks a file path
-    if path.suffix not in (".yaml", ".yml") and (PRESET_DIR / f"{source}.yaml").exists():
-        path = PRESET_DIR / f"{source}.yaml"
-    if not path.exists():
-        raise ConfigError(
-            f"config {source!r} is neither a preset nor a YAML file; presets: {', '.join(preset_names())}"
-        )
-    if not path.is_file():
-        raise ConfigError(f"config {str(path)!r} is a directory, not a YAML file; give a preset or YAML file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (a binary file?); give a YAML config file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    if "plugins" in data:
-        from sdar.plugins import anchor_plugin_paths
-
-        data["plugins"] = anchor_plugin_paths(data["plugins"], path.parent)
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    return _deep_merge(read_source(str(base)), data)
-
-
-def _deep_merge(low: dict, high: dict) -> dict:
-    merged = dict(low)
-    for key, value in high.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_config(source: str | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Preset name / YAML path (or None: the defaults) + dotted overrides -> a validated, resolved Config,
     with its plugins imported."""
-    from sdar.plugins import anchor_plugin_paths, import_plugins
-
     data = read_source(source) if source else {}
     data = merge_overrides(data, list(overrides))
     config = from_dict(Config, data)
@@ -508,16 +445,8 @@ def load_config(source: str | None = None, overrides: list[str] | tuple = ()) ->
 
 
 def resolve(config: Config) -> Config:
-    """Fill every `None` algorithm field with the chosen method's default."""
-    from sdar.algorithms.methods import get_method
-
-    method = get_method(config.algorithm.method)
-    filled = {
-        name: getattr(method, name)
-        for name in ("policy_coef", "kl_coef", "entropy_coef", "distill_coef", "beta")
-        if getattr(config.algorithm, name) is None
-    }
-    return dataclasses.replace(config, algorithm=dataclasses.replace(config.algorithm, **filled))
+    """Fill every `None` algorithm field with the chosen method's default (`AlgorithmConfig.resolved`)."""
+    return dataclasses.replace(config, algorithm=config.algorithm.resolved())
 
 
 def save_config(config: Config, path: str | Path) -> None:

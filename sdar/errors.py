@@ -3,3 +3,7 @@
 
 class ActionableError(RuntimeError):
     """A failure outside the config (a missing package, an engine that died) explained in its message."""
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says which and what to do."""

@@ -18,7 +18,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 
 
 def is_file_plugin(entry: str) -> bool:

@@ -1,17 +1,27 @@
 """Teacher signals: the SDAR gated distillation term, its gates, Skill-SD, and RLSD advantage reshaping.
 
-Notation (spec/method.md §2): the teacher is the same network at the step's start weights, scoring the
+Notation (docs/method.md §2): the teacher is the same network at the step's start weights, scoring the
 student's own tokens under the skill-augmented prompt; per token
     Δ_t = teacher_logprobs − logprobs        (the teacher–student gap on the sampled token).
 teacher_logprobs never carry gradient; every function here detaches them.
+
+Three registries, each entry carrying all that the objective, the update and the sample log need: GATES
+(`algorithm.gate`), DISTILL_TERMS (a method's `distill`) and ADVANTAGE_SHAPINGS (a method's
+`advantage_shaping`). A new one is an entry here; nothing outside dispatches on its name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from sdar.algorithms.kl import normalised_entropy
+
+SDAR_BETA = 5.0  # gate sharpness β of the paper (docs/method.md §6)
 
 # ----------------------------------------------------------------------------------------------- gates
 # A gate maps the detached gap Δ [B, T] (and, when it needs it, the student's entropy normalised to [0, 1])
@@ -52,12 +62,23 @@ def _require_entropy(entropy: Tensor | None, gate: str) -> Tensor:
     return entropy.detach()
 
 
-Gate = Callable[..., Tensor]
+@dataclass(frozen=True)
+class Gate:
+    """A registry entry: `weight(gap, beta=, entropy=)` -> g ∈ [0, 1] [B, T]; `reads_entropy`: it needs the
+    student's normalised entropy, so the update computes it and the gate is known only inside the update
+    (samples.jsonl logs the gates that read the gap alone)."""
+
+    weight: Callable[..., Tensor]
+    reads_entropy: bool
+
+    def __call__(self, gap: Tensor, *, beta: float, entropy: Tensor | None = None) -> Tensor:
+        return self.weight(gap, beta=beta, entropy=entropy)
+
 
 GATES: dict[str, Gate] = {
-    "gap": gap_gate,
-    "entropy": entropy_gate,
-    "soft_or": soft_or_gate,
+    "gap": Gate(gap_gate, reads_entropy=False),
+    "entropy": Gate(entropy_gate, reads_entropy=True),
+    "soft_or": Gate(soft_or_gate, reads_entropy=True),
 }
 
 # ------------------------------------------------------------------------------------------ SDAR term
@@ -67,7 +88,7 @@ def sdar_token_loss(
     logprobs: Tensor,
     teacher_logprobs: Tensor,
     *,
-    beta: float = 5.0,
+    beta: float = SDAR_BETA,
     gate: str = "gap",
     entropy: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -120,9 +141,10 @@ def skill_sd_token_loss(
 # ------------------------------------------------------------------------------------------------- RLSD
 
 RLSD_WEIGHT_LOW, RLSD_WEIGHT_HIGH = 0.8, 1.2
+RLSD_LAMBDA_START, RLSD_DECAY_STEPS = 0.5, 100  # λ decays from 0.5 to 0 over 100 updates (release)
 
 
-def rlsd_lambda(step: int, start: float = 0.5, decay_steps: int = 100) -> float:
+def rlsd_lambda(step: int, start: float = RLSD_LAMBDA_START, decay_steps: int = RLSD_DECAY_STEPS) -> float:
     """λ = start · max(0, 1 − (step + 1) / decay_steps) for the 0-based training `step`.
 
     The release counts its updates from 1 and takes λ = start · (1 − n / decay_steps) at update n: the first
@@ -156,6 +178,58 @@ def rlsd_token_advantages(
     gap = (teacher_logprobs - old_logprobs).detach()  # [B, T] Δ'
     weight = torch.exp(torch.sign(advantages) * gap).clamp(RLSD_WEIGHT_LOW, RLSD_WEIGHT_HIGH)
     return advantages * ((1.0 - lam) + lam * weight)
+
+
+# ------------------------------------------------------------------------------------------ registries
+# What the objective calls for a method's `distill` and `advantage_shaping` names. `settings` is the run's
+# sdar.algorithms.objective.ObjectiveSettings: an entry reads its own knobs there (β and the gate, RLSD's λ).
+
+
+@dataclass(frozen=True)
+class DistillTerm:
+    """A registry entry: `token_loss(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size,
+    settings)` -> (per-token loss [B, T], detached per-token stats); a "gate" stat is logged as
+    distill/gate_*. `gated`: the term weighs tokens by `algorithm.gate` (samples.jsonl shows that gate)."""
+
+    token_loss: Callable[..., tuple[Tensor, dict[str, Tensor]]]
+    gated: bool = False
+
+
+def _sdar_term(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size, settings: Any):
+    gate = GATES[settings.gate]
+    gate_entropy = None  # the gates that read it take the entropy normalised by log|V|
+    if gate.reads_entropy and entropy is not None and vocab_size is not None:
+        gate_entropy = normalised_entropy(entropy.detach(), vocab_size)
+    return sdar_token_loss(
+        logprobs, teacher_logprobs, beta=settings.beta, gate=settings.gate, entropy=gate_entropy
+    )
+
+
+def _skill_sd_term(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size, settings: Any):
+    return skill_sd_token_loss(logprobs, old_logprobs, teacher_logprobs)
+
+
+DISTILL_TERMS: dict[str, DistillTerm] = {
+    "sdar": DistillTerm(_sdar_term, gated=True),
+    "skill_sd": DistillTerm(_skill_sd_term),
+}
+
+
+@dataclass(frozen=True)
+class AdvantageShaping:
+    """A registry entry: `token_advantages(advantages, teacher_logprobs, old_logprobs, *, step, settings)` ->
+    (token advantages [B, T], {stat name: value}) for the policy-gradient term; step is the 0-based one."""
+
+    token_advantages: Callable[..., tuple[Tensor, dict[str, float]]]
+
+
+def _rlsd_shaping(advantages, teacher_logprobs, old_logprobs, *, step: int, settings: Any):
+    lam = rlsd_lambda(step, settings.rlsd_lambda_start, settings.rlsd_decay_steps)
+    shaped = rlsd_token_advantages(advantages, teacher_logprobs, old_logprobs, lam=lam)
+    return shaped, {"rlsd/lambda": lam}
+
+
+ADVANTAGE_SHAPINGS: dict[str, AdvantageShaping] = {"rlsd": AdvantageShaping(_rlsd_shaping)}
 
 
 # ------------------------------------------------------------------------------------------ diagnostics

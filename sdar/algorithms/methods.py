@@ -1,15 +1,16 @@
 """The method table: each training method of the paper is one entry naming its terms and default numbers.
 
-Coefficients follow spec/method.md §3 and §6 (KL 0.01, entropy 0.001, λ = 0.01, β = 5.0). A new method is a
-new entry here; the trainer never branches on a method name.
+Coefficients follow docs/method.md §3 and §6 (KL 0.01, entropy 0.001, λ = 0.01, β = 5.0). A new method is a
+new entry here; the trainer never branches on a method name. An entry's terms are names in the registries of
+sdar.algorithms.distill (DISTILL_TERMS, ADVANTAGE_SHAPINGS); its numbers are the defaults of the config's
+`algorithm` fields of the same names (`AlgorithmConfig.resolved` reads them, and only it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DISTILL_TERMS = (None, "sdar", "skill_sd")
-ADVANTAGE_SHAPINGS = (None, "rlsd")
+from sdar.algorithms.distill import ADVANTAGE_SHAPINGS, DISTILL_TERMS, SDAR_BETA
 
 
 @dataclass(frozen=True)
@@ -21,22 +22,23 @@ class MethodSpec:
     policy_coef: float = 1.0  # weight of the PPO-clip policy-gradient term
     kl_coef: float = 0.01  # α_KL, KL to the reference model
     entropy_coef: float = 0.001  # entropy bonus weight
-    distill: str | None = None  # None | "sdar" | "skill_sd"
+    distill: str | None = None  # None or a DISTILL_TERMS name
     distill_coef: float = 0.0  # λ of the distillation term
-    beta: float = 5.0  # gate sharpness β (used by the "sdar" term only)
-    advantage_shaping: str | None = None  # None | "rlsd"
+    beta: float = SDAR_BETA  # gate sharpness β (read by the gated terms only)
+    advantage_shaping: str | None = None  # None or an ADVANTAGE_SHAPINGS name
     student_sees_skills: bool = False  # the student's own prompt carries the skills (Skill-GRPO)
 
     def __post_init__(self) -> None:
-        if self.distill not in DISTILL_TERMS:
-            raise ValueError(f"method {self.name!r}: distill={self.distill!r} not in {DISTILL_TERMS}")
-        if self.advantage_shaping not in ADVANTAGE_SHAPINGS:
-            shaping = self.advantage_shaping
-            raise ValueError(f"{self.name}: advantage_shaping={shaping!r} not in {ADVANTAGE_SHAPINGS}")
+        if self.distill is not None and self.distill not in DISTILL_TERMS:
+            terms = (None, *DISTILL_TERMS)
+            raise ValueError(f"method {self.name!r}: distill={self.distill!r} not in {terms}")
+        if self.advantage_shaping is not None and self.advantage_shaping not in ADVANTAGE_SHAPINGS:
+            shaping, names = self.advantage_shaping, (None, *ADVANTAGE_SHAPINGS)
+            raise ValueError(f"{self.name}: advantage_shaping={shaping!r} not in {names}")
 
     @property
     def needs_teacher(self) -> bool:
-        """True when a term reads teacher_logprobs (a distillation term or RLSD shaping)."""
+        """True when a term reads teacher_logprobs (a distillation term or an advantage shaping)."""
         return self.distill is not None or self.advantage_shaping is not None
 
 

@@ -1,11 +1,12 @@
-"""One micro-batch objective composed from the terms (spec/method.md §3, §5 step 8):
+"""One micro-batch objective composed from the terms (docs/method.md §3, §5 step 8):
 
-    L = policy_coef·PPO(A, or RLSD-reshaped Â)·w − entropy_coef·H + kl_coef·KL + distill_coef·L_distill
+    L = policy_coef·PPO(A, or the shaped Â)·w − entropy_coef·H + kl_coef·KL + distill_coef·L_distill
 
 each term aggregated by `aggregate` (the one reduction); w is the per-token weight of the rollout correction
-(sdar.algorithms.rollout_correction; 1 when it is "none"). A term whose coefficient is 0 is skipped, and so is
-the KL or entropy term when its input is None; a teacher term that is ON but lacks teacher_logprobs raises,
-since silently dropping it would turn SDAR into GRPO.
+(sdar.algorithms.rollout_correction; 1 when it is "none"); the shaping and the distillation term are the
+method's registry entries (sdar.algorithms.distill: ADVANTAGE_SHAPINGS, DISTILL_TERMS). A term whose
+coefficient is 0 is skipped, and so is the KL or entropy term when its input is None; a teacher term that is
+ON but lacks teacher_logprobs raises, since silently dropping it would turn SDAR into GRPO.
 
 Stats are detached scalar tensors (no .item()) describing THIS micro-batch alone: "loss/*" are the terms
 aggregated with the micro-batch's own normalisers ("loss/entropy" is the aggregated entropy H itself, which
@@ -15,6 +16,7 @@ enters L with a minus sign), the rest are token means over its valid tokens. Ave
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,49 +32,55 @@ from sdar.algorithms.aggregation import (
     masked_token_std,
 )
 from sdar.algorithms.distill import (
+    ADVANTAGE_SHAPINGS,
+    DISTILL_TERMS,
     GATES,
+    RLSD_DECAY_STEPS,
+    RLSD_LAMBDA_START,
     gate_off_half,
-    rlsd_lambda,
-    rlsd_token_advantages,
-    sdar_token_loss,
-    skill_sd_token_loss,
 )
-from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penalty, normalised_entropy
-from sdar.algorithms.methods import ADVANTAGE_SHAPINGS, DISTILL_TERMS, get_method
-from sdar.algorithms.policy import ppo_clip_token_loss
+from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penalty
+from sdar.algorithms.methods import METHODS, MethodSpec, get_method
+from sdar.algorithms.policy import PPO_CLIP, PPO_DUAL_CLIP, ppo_clip_token_loss
 from sdar.algorithms.rollout_correction import ROLLOUT_CORRECTIONS
+
+_BACKBONE = METHODS["grpo"]  # ObjectiveSettings() is the GRPO backbone
 
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """The resolved numbers of one run's objective (no `None`-means-default left)."""
+    """The resolved numbers of one run's objective, in the formula's words (no `None`-means-default left).
 
-    policy_coef: float = 1.0
-    kl_coef: float = 0.01
+    A run's are built by `settings_from_config` from its config's algorithm section, the one place that reads
+    it. The defaults (the GRPO entry's coefficients, the formulas' paper values) serve direct use of
+    `policy_objective`; tests/test_registries.py holds them equal to the config's defaults."""
+
+    policy_coef: float = _BACKBONE.policy_coef
+    kl_coef: float = _BACKBONE.kl_coef
     kl_estimator: str = "k3"
-    entropy_coef: float = 0.001
-    distill: str | None = None  # None | "sdar" | "skill_sd"
-    distill_coef: float = 0.0
-    beta: float = 5.0
+    entropy_coef: float = _BACKBONE.entropy_coef
+    distill: str | None = _BACKBONE.distill  # None or a DISTILL_TERMS name
+    distill_coef: float = _BACKBONE.distill_coef
+    beta: float = _BACKBONE.beta
     gate: str = "gap"
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float | None = 3.0  # None disables the dual clip
+    clip_low: float = PPO_CLIP
+    clip_high: float = PPO_CLIP
+    dual_clip: float | None = PPO_DUAL_CLIP  # None disables the dual clip
     aggregation: str = "token-mean"
     aggregation_constant: float | None = None  # the "constant" mode's normaliser (Dr. GRPO)
-    advantage_shaping: str | None = None  # None | "rlsd"
-    rlsd_lambda_start: float = 0.5
-    rlsd_decay_steps: int = 100
+    advantage_shaping: str | None = _BACKBONE.advantage_shaping  # None or an ADVANTAGE_SHAPINGS name
+    rlsd_lambda_start: float = RLSD_LAMBDA_START
+    rlsd_decay_steps: int = RLSD_DECAY_STEPS
     rollout_correction: str = "none"  # a ROLLOUT_CORRECTIONS name
     rollout_correction_cap: float = 2.0  # C of "tis"
 
     def __post_init__(self) -> None:
         checks = {
             "kl_estimator": (self.kl_estimator, tuple(KL_ESTIMATORS)),
-            "distill": (self.distill, DISTILL_TERMS),
+            "distill": (self.distill, (None, *DISTILL_TERMS)),
             "gate": (self.gate, tuple(GATES)),
             "aggregation": (self.aggregation, AGGREGATIONS),
-            "advantage_shaping": (self.advantage_shaping, ADVANTAGE_SHAPINGS),
+            "advantage_shaping": (self.advantage_shaping, (None, *ADVANTAGE_SHAPINGS)),
             "rollout_correction": (self.rollout_correction, tuple(ROLLOUT_CORRECTIONS)),
         }
         for name, (value, choices) in checks.items():
@@ -94,46 +102,49 @@ class ObjectiveSettings:
         shaping = self.advantage_shaping is not None and self.policy_coef != 0
         return distilling or shaping
 
+    @property
+    def needs_entropy(self) -> bool:
+        """True when the update's forward must give the student's per-token entropy: the entropy bonus, or a
+        gate that reads it."""
+        return self.entropy_coef != 0 or GATES[self.gate].reads_entropy
 
-def settings_for_method(name: str, **overrides: Any) -> ObjectiveSettings:
-    """ObjectiveSettings with method `name`'s defaults (sdar.algorithms.methods), then `overrides`."""
-    method = get_method(name)
-    defaults = {
-        field: getattr(method, field)
-        for field in ("policy_coef", "kl_coef", "entropy_coef", "distill", "distill_coef", "beta")
-    }
-    defaults["advantage_shaping"] = method.advantage_shaping
-    return ObjectiveSettings(**{**defaults, **overrides})
+    def gate_of_gap(self, gap: Tensor) -> Tensor | None:
+        """The gate [B, T] the distillation term weighs tokens with, from the gap Δ alone; None where there is
+        no gated term, or where the gate also reads the entropy of the update's own forward."""
+        gated = self.distill is not None and DISTILL_TERMS[self.distill].gated
+        if not gated or GATES[self.gate].reads_entropy:
+            return None
+        return GATES[self.gate](gap, beta=self.beta)
+
+
+# Where settings_from_config reads each ObjectiveSettings field: the method's entry for its terms, the
+# algorithm section for the rest, under the section's own name where it differs.
+METHOD_TERMS = ("distill", "advantage_shaping")
+CONFIG_NAMES = {"aggregation": "loss_aggregation", "aggregation_constant": "loss_constant"}
 
 
 def settings_from_config(algorithm_config: Any) -> ObjectiveSettings:
-    """ObjectiveSettings from a sdar.config.AlgorithmConfig; a `None` coefficient = the method's default."""
-    method = get_method(algorithm_config.method)
+    """ObjectiveSettings from a sdar.config.AlgorithmConfig, resolved first (`None` coefficient = the method's
+    default, `AlgorithmConfig.resolved`): every field read by name (METHOD_TERMS, CONFIG_NAMES)."""
+    section = algorithm_config.resolved()
+    method = get_method(section.method)
 
-    def pick(name: str) -> float:
-        value = getattr(algorithm_config, name)
-        return getattr(method, name) if value is None else value
+    def read(name: str) -> Any:
+        return (
+            getattr(method, name) if name in METHOD_TERMS else getattr(section, CONFIG_NAMES.get(name, name))
+        )
 
-    return ObjectiveSettings(
-        policy_coef=pick("policy_coef"),
-        kl_coef=pick("kl_coef"),
-        kl_estimator=algorithm_config.kl_estimator,
-        entropy_coef=pick("entropy_coef"),
-        distill=method.distill,
-        distill_coef=pick("distill_coef"),
-        beta=pick("beta"),
-        gate=algorithm_config.gate,
-        clip_low=algorithm_config.clip_low,
-        clip_high=algorithm_config.clip_high,
-        dual_clip=algorithm_config.dual_clip,
-        aggregation=algorithm_config.loss_aggregation,
-        aggregation_constant=algorithm_config.loss_constant,
-        advantage_shaping=method.advantage_shaping,
-        rlsd_lambda_start=algorithm_config.rlsd_lambda_start,
-        rlsd_decay_steps=algorithm_config.rlsd_decay_steps,
-        rollout_correction=algorithm_config.rollout_correction,
-        rollout_correction_cap=algorithm_config.rollout_correction_cap,
-    )
+    return ObjectiveSettings(**{f.name: read(f.name) for f in dataclasses.fields(ObjectiveSettings)})
+
+
+def settings_for_method(name: str, **overrides: Any) -> ObjectiveSettings:
+    """ObjectiveSettings with method `name`'s entry (every field MethodSpec shares), then `overrides`."""
+    method = get_method(name)
+    shared = {f.name for f in dataclasses.fields(MethodSpec)} & {
+        f.name for f in dataclasses.fields(ObjectiveSettings)
+    }
+    defaults = {name: getattr(method, name) for name in shared}
+    return ObjectiveSettings(**{**defaults, **overrides})
 
 
 def advantages_from_config(
@@ -233,10 +244,12 @@ def policy_objective(
 
     if settings.policy_coef != 0:
         token_advantages = advantages
-        if settings.advantage_shaping == "rlsd":
-            lam = rlsd_lambda(step, settings.rlsd_lambda_start, settings.rlsd_decay_steps)
-            token_advantages = rlsd_token_advantages(advantages, teacher_logprobs, old_logprobs, lam=lam)
-            stats["rlsd/lambda"] = logprobs.new_tensor(lam)
+        if settings.advantage_shaping is not None:
+            shaping = ADVANTAGE_SHAPINGS[settings.advantage_shaping]
+            token_advantages, shaping_stats = shaping.token_advantages(
+                advantages, teacher_logprobs, old_logprobs, step=step, settings=settings
+            )
+            stats.update({key: logprobs.new_tensor(value) for key, value in shaping_stats.items()})
         policy_per_token, policy_stats = ppo_clip_token_loss(
             logprobs,
             old_logprobs,
@@ -271,20 +284,21 @@ def policy_objective(
         stats["loss/kl"] = reduce_locally(kl_per_token)
 
     if settings.distill is not None and settings.distill_coef != 0:
-        if settings.distill == "sdar":
-            gate_entropy = None
-            if entropy is not None and vocab_size is not None:
-                gate_entropy = normalised_entropy(entropy.detach(), vocab_size)
-            distill_per_token, distill_stats = sdar_token_loss(
-                logprobs, teacher_logprobs, beta=settings.beta, gate=settings.gate, entropy=gate_entropy
-            )
+        term = DISTILL_TERMS[settings.distill]
+        distill_per_token, distill_stats = term.token_loss(
+            logprobs,
+            old_logprobs,
+            teacher_logprobs,
+            entropy=entropy,
+            vocab_size=vocab_size,
+            settings=settings,
+        )
+        if "gate" in distill_stats:
             gate = distill_stats["gate"]
             stats["distill/gate_mean"] = masked_token_mean(gate, mask)
             # Where the gate weighs the term differently from GRPO+OPSD's constant ½: the gate mean alone
             # hides it when nearly every token sits at ½ (experiments/cpu_reproduction/README.md).
             stats["distill/gate_off_half_ratio"] = masked_token_mean(gate_off_half(gate).float(), mask)
-        else:  # "skill_sd"
-            distill_per_token, distill_stats = skill_sd_token_loss(logprobs, old_logprobs, teacher_logprobs)
         loss = loss + settings.distill_coef * reduce(distill_per_token)
         stats["loss/distill"] = reduce_locally(distill_per_token)
 

@@ -1,4 +1,4 @@
-"""PPO clipped surrogate with dual clip (spec/method.md §3: ε_low = ε_high = 0.2, c = 3 for A < 0)."""
+"""PPO clipped surrogate with dual clip (docs/method.md §3: ε_low = ε_high = 0.2, c = 3 for A < 0)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from torch import Tensor
 # exp() of a log-ratio beyond this overflows float32 long before it means anything; the clip makes such
 # tokens constant anyway, so clamping only protects against inf·0 = NaN in the backward pass.
 MAX_LOG_RATIO = 20.0
+PPO_CLIP, PPO_DUAL_CLIP = 0.2, 3.0  # ε_low = ε_high and c of the paper
 
 
 def ppo_clip_token_loss(
@@ -15,9 +16,9 @@ def ppo_clip_token_loss(
     old_logprobs: Tensor,
     advantages: Tensor,
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip: float | None = 3.0,
+    clip_low: float = PPO_CLIP,
+    clip_high: float = PPO_CLIP,
+    dual_clip: float | None = PPO_DUAL_CLIP,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-token PPO-clip loss [B, T] and detached per-token stats.
 
