@@ -1,6 +1,6 @@
 """WebShop (Yao et al. 2022) as a native sdar env: the real 1k catalogue ("webshop") and a generated one
-("webshop-gen"). Modules: catalog (products, goals, splits), search (BM25 like the original Lucene engine),
-porter (Lucene's stemmer), text_matching + reward (the purchase score), pages + env (the text-mode site),
+("webshop-gen"). Modules: catalog (products, goals, splits), search (BM25 and Lucene's analyzer, like the
+original Lucene engine), text_matching + reward (the purchase score), pages + env (the text-mode site),
 generator (data-free catalogue), prompts (+ templates/), categories (skill-routing keywords), registry.
 """
 

@@ -14,16 +14,18 @@ from pathlib import Path
 from sdar.envs.base import missing_package_or_data
 from sdar.envs.webshop.catalog import GOAL_SHUFFLE_SEED, load_real_catalogue, resolve_data_dir
 from sdar.envs.webshop.env import MAX_STEPS, ShopWorld, WebShopEnv
-from sdar.envs.webshop.search import BM25_INSTALL_HINT, ProductSearch
+from sdar.envs.webshop.search import WEBSHOP_INSTALL_HINT, ProductSearch
 
 REAL_OPTIONS = ("max_steps", "price_seed", "reward")
 GENERATED_OPTIONS = ("max_steps", "products", "test_goals", "seed", "reward")
 
 
 def webshop_engine_missing(data_dir=None) -> str | None:
-    """Why WebShop's search cannot run here (bm25s missing), or None; the factory checks `data_dir`."""
-    if importlib.util.find_spec("bm25s") is None:
-        return f"package bm25s not installed: {BM25_INSTALL_HINT}"
+    """Why WebShop cannot run here (a package of the webshop extra missing), or None; the factory checks
+    `data_dir`."""
+    for package in ("bm25s", "nltk", "rapidfuzz"):  # search index, Lucene's stemmer, the reward's matcher
+        if importlib.util.find_spec(package) is None:
+            return f"package {package} not installed: {WEBSHOP_INSTALL_HINT}"
     return None
 
 

@@ -7,7 +7,7 @@ top 50 hits of the lower-cased search text. Facts relied on (Pyserini 0.20 / Ans
   `analyze` approximates the tokenizer with a regex: runs of letters/digits/"_", joined across one "'", ".",
   ":" (and the curly apostrophe) between two letters, and across one ".", ",", ";", "'" between two digits;
   everything else (spaces, "-", "/", "&", ...) separates; emoji are tokens, Han characters one each.
-  Porter stems follow Lucene's variant of the algorithm (sdar.envs.webshop.porter).
+  Porter stems follow Lucene's variant of the algorithm (`porter_stem`).
 - Query: a bag of words; every analyzed query token is one SHOULD clause, a repeated token counts twice.
 - Scoring: BM25 with k1 = 0.9, b = 0.4 (Anserini's defaults), idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
   tf part = tf / (tf + k1 (1 - b + b dl / avgdl)) (Lucene 9 drops the constant (k1 + 1) factor; it does not
@@ -28,12 +28,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sdar.envs.webshop.porter import porter_stem
-
 K1 = 0.9
 B = 0.4
 SEARCH_RETURN_N = 50  # the original's top-N results per search
-BM25_INSTALL_HINT = "pip install 'sdar[webshop]' (bm25s)"
+WEBSHOP_INSTALL_HINT = "pip install 'sdar[webshop]' (bm25s, nltk, rapidfuzz)"
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET, which Anserini's default analyzer uses.
 LUCENE_STOP_WORDS = frozenset(
@@ -125,6 +123,26 @@ def standard_tokens(text: str) -> list[str]:
     return tokens
 
 
+@functools.cache
+def _lucene_porter_stemmer():
+    """nltk's Porter stemmer in the mode of Martin Porter's reference code, which Lucene's PorterStemFilter
+    runs: unlike the published 1980 algorithm (and Snowball's "porter", e.g. PyStemmer) it leaves words of one
+    or two characters alone and maps "bli" -> "ble" and "logi" -> "log" ("technology" -> "technolog",
+    "assembly" -> "assembl", "us" stays "us"). nltk's default mode adds rules of its own ("always" ->
+    "alway", Lucene: "alwai"), so the mode matters (tests/envs/webshop/test_library_matching.py)."""
+    try:
+        from nltk.stem.porter import PorterStemmer
+    except ImportError as error:
+        raise ImportError(f"WebShop search needs nltk: {WEBSHOP_INSTALL_HINT}") from error
+    return PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)
+
+
+@functools.lru_cache(maxsize=200_000)
+def porter_stem(word: str) -> str:
+    """Lucene's Porter stem of one lower-cased token."""
+    return _lucene_porter_stemmer().stem(word, to_lowercase=False)
+
+
 def analyze(text: str) -> list[str]:
     """The Lucene/Anserini analysis chain: tokens -> possessive -> lower -> stop words -> Porter stems."""
     words = []
@@ -167,7 +185,7 @@ class ProductSearch:
         try:
             import bm25s
         except ImportError as error:
-            raise ImportError(f"WebShop search needs bm25s: {BM25_INSTALL_HINT}") from error
+            raise ImportError(f"WebShop search needs bm25s: {WEBSHOP_INSTALL_HINT}") from error
         if len(ids) != len(documents):
             raise ValueError(f"{len(ids)} ids for {len(documents)} documents")
         self.ids = list(ids)

@@ -1,17 +1,19 @@
 """Fuzzy string matching exactly as WebShop's reward uses it (thefuzz `fuzz.token_set_ratio`), and colours.
 
-WebShop scores attributes and options with `fuzz.token_set_ratio(a, b) > 85`. We reimplement that scorer so
-the reward needs no extra package; the facts it encodes:
+WebShop scores attributes and options with `fuzz.token_set_ratio(a, b) > 85` (thefuzz 0.19 with
+python-Levenshtein). rapidfuzz computes the same scorer; the facts it must reproduce:
 - Pre-processing ("full process"): characters 128-255 are dropped (thefuzz's `force_ascii`), a non-string is
   first turned into `str(value)` (this matters: the release passes option *tuples*, see reward.py), every
   non-word character (regex `\\W`, so "_" survives) becomes a space, then lower-case and strip. An empty
-  processed string scores 0.
+  processed string scores 0. This stays ours (`full_process`): rapidfuzz's own `default_process` turns "_"
+  into a space and keeps "é", so "navy_blue" would match "navy blue" where WebShop's matcher does not.
 - `ratio(a, b)` is the Levenshtein ratio with substitution cost 2, i.e. 2·LCS(a, b) / (len a + len b), as
   python-Levenshtein / rapidfuzz compute it, scaled to 0..100.
 - `token_set_ratio`: with the token SETS of both strings, t0 = sorted intersection joined by spaces,
   t1 = t0 + sorted(a - b), t2 = t0 + sorted(b - a) (each stripped); the score is the best of ratio(t0, t1),
   ratio(t0, t2), ratio(t1, t2), rounded to an integer (round-half-even, as Python's `round`).
   Consequence used by the reward: if one side's tokens are a subset of the other's, the score is 100.
+  tests/envs/webshop/test_library_matching.py holds rapidfuzz to a transcription of that rule.
 - `normalize_color(value)`: the first entry of WebShop's 102-word COLOR_SET (its order matters) that is a
   substring of the value, else the value unchanged. For a tuple, `in` tests element equality instead.
 """
@@ -54,41 +56,25 @@ def full_process(value) -> str:
     return _NON_WORD.sub(" ", text).lower().strip()
 
 
-def _longest_common_subsequence(first: str, second: str) -> int:
-    if len(first) < len(second):
-        first, second = second, first
-    previous = [0] * (len(second) + 1)
-    for char in first:
-        current = [0]
-        for index, other in enumerate(second):
-            current.append(previous[index] + 1 if char == other else max(previous[index + 1], current[index]))
-        previous = current
-    return previous[-1]
+def _rapidfuzz():
+    try:
+        import rapidfuzz
+    except ImportError as error:
+        raise ImportError("WebShop's reward needs rapidfuzz: pip install 'sdar[webshop]'") from error
+    return rapidfuzz
 
 
 def ratio(first: str, second: str) -> float:
-    """100 · 2·LCS / (len first + len second); 0 when both are empty (as rapidfuzz/thefuzz return)."""
+    """100 · 2·LCS / (len first + len second); 0 when both are empty (never reached by token_set_ratio)."""
     total = len(first) + len(second)
     if total == 0:
         return 0.0
-    return 100.0 * 2 * _longest_common_subsequence(first, second) / total
+    return 100.0 * 2 * _rapidfuzz().distance.LCSseq.similarity(first, second) / total
 
 
 def token_set_ratio(first, second) -> int:
     """thefuzz `fuzz.token_set_ratio(first, second)` with its default processing; an int in 0..100."""
-    processed_first, processed_second = full_process(first), full_process(second)
-    if not processed_first or not processed_second:
-        return 0
-    tokens_first, tokens_second = set(processed_first.split()), set(processed_second.split())
-    intersection = " ".join(sorted(tokens_first & tokens_second))
-    combined_first = f"{intersection} {' '.join(sorted(tokens_first - tokens_second))}".strip()
-    combined_second = f"{intersection} {' '.join(sorted(tokens_second - tokens_first))}".strip()
-    best = max(
-        ratio(intersection, combined_first),
-        ratio(intersection, combined_second),
-        ratio(combined_first, combined_second),
-    )
-    return round(best)
+    return round(_rapidfuzz().fuzz.token_set_ratio(first, second, processor=full_process))
 
 
 def fuzzy_match(first, second) -> bool:

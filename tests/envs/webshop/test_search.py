@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from sdar.envs.webshop.porter import porter_stem
-from sdar.envs.webshop.search import ProductSearch, analyze, lucene_length, standard_tokens
+from sdar.envs.webshop.search import ProductSearch, analyze, lucene_length, porter_stem, standard_tokens
 
 from .builders import REAL_DATA, needs_real_data
 
