@@ -63,7 +63,7 @@ def train(config, run_dir: Path, *, resume=False, stop_after=None) -> None:
 def largest_difference(run_a: Path, run_b: Path, step: int) -> float:
     from safetensors.torch import load_file
 
-    from sdar.training.checkpoint import WEIGHTS, checkpoint_path
+    from sdar.models.trained import WEIGHTS, checkpoint_path
 
     a, b = (load_file(checkpoint_path(run, step) / WEIGHTS) for run in (run_a, run_b))
     return max(float((a[name].float() - b[name].float()).abs().max()) for name in a)

@@ -7,7 +7,7 @@ import torch
 from experiment_scripts import load_script
 from safetensors.torch import save_file
 
-from sdar.training.checkpoint import checkpoint_path
+from sdar.models.trained import checkpoint_path
 
 
 def fake_run(run_dir, weights: list[list[float]], advantages: list[float]) -> None:

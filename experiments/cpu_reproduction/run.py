@@ -173,7 +173,7 @@ def reading_steps() -> list[int]:
 
 def reading_stage(run: str, step: int) -> Stage:
     """skill_reading.py on a run's checkpoint of `step`."""
-    from sdar.training.checkpoint import checkpoint_path
+    from sdar.models.trained import checkpoint_path
 
     output = TEACHER_VS_STUDENT / f"skill_reading-{run}-step{step}.json"
     checkpoint = checkpoint_path(RESULTS / run, step)

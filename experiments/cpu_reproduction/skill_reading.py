@@ -46,12 +46,12 @@ from sdar.envs.policies import default_reply  # noqa: E402
 from sdar.evaluation.evaluate import checkpoint_run_config, checkpoint_step, resolve_checkpoint  # noqa: E402
 from sdar.evaluation.panels import build_panel  # noqa: E402
 from sdar.models import load_model, token_logprobs  # noqa: E402
+from sdar.models.trained import load_trainable_weights  # noqa: E402
 from sdar.records import Turn, pack_sequences  # noqa: E402
 from sdar.rollout.engine import chat_prompt_ids  # noqa: E402
 from sdar.skills import library_name  # noqa: E402
 from sdar.skills.usual_places import game_places, usual_places_skill  # noqa: E402
 from sdar.teacher import PLACEMENTS, build_teacher_prompt, teacher_logprobs  # noqa: E402
-from sdar.training.checkpoint import load_trainable_weights  # noqa: E402
 from sdar.training.sft import with_warm_start  # noqa: E402
 from sdar.training.update import bf16_autocast  # noqa: E402
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from sdar.training.checkpoint import checkpoint_path
+from sdar.models.trained import checkpoint_path
 
 
 def flat_weights(checkpoint: Path) -> torch.Tensor:

@@ -43,7 +43,7 @@ from sdar.errors import ActionableError
 from sdar.evaluation.journal import Journal, resume_key
 from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results
-from sdar.training.checkpoint import load_trainable_weights
+from sdar.models.trained import WEIGHTS, latest_checkpoint, load_trainable_weights
 
 WEIGHT_FIELDS = ("name", "lora_rank", "lora_alpha", "lora_target_modules")  # model fields a checkpoint fixes
 UNKNOWN_TYPE = "unknown"  # the type of an episode whose reset failed
@@ -184,8 +184,6 @@ def stop_if_every_reset_failed(records: list[EpisodeRecord], panel: Panel) -> No
 # ---- checkpoints -------------------------------------------------------------------------------------------
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory (its checkpoints/latest) or a checkpoint directory -> the checkpoint directory."""
-    from sdar.training.checkpoint import WEIGHTS, latest_checkpoint
-
     path = Path(path)
     if (path / WEIGHTS).is_file():
         return path

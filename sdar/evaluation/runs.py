@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdar.config import ConfigError
+from sdar.models.trained import is_warm_start
 
 SUMMARY = "summary.json"
 EPISODES = "episodes.jsonl"
@@ -63,8 +64,6 @@ class Run:
     def model_label(self) -> str:
         """The model as reports name it: a cached SFT warm start, a path on the machine that trained it, by
         its base model (when the run recorded it) and its cache key (set by base model and SFT settings)."""
-        from sdar.training.sft import is_warm_start
-
         if not is_warm_start(self.model):
             return self.model
         key = Path(self.model).name
@@ -214,11 +213,9 @@ def evaluation_as_run(eval_dir: Path) -> Run:
     """A standalone `sdar eval --output DIR`: a run with no metrics and one evaluation.
 
     Its row is the trained method when a checkpoint was evaluated, else the policy (`expert`, `random`),
-    `warm start` (an SFT warm-start model, see `sdar.training.sft.is_warm_start`) or `untrained`; a model
+    `warm start` (an SFT warm-start model, see `sdar.models.trained.is_warm_start`) or `untrained`; a model
     that saw the skills in its prompt (`eval.student_skills`) gets ` + skills in prompt`, or ` + skills as the
     teacher` when they came in the teacher's prompt (`eval.skills_placement: teacher`)."""
-    from sdar.training.sft import is_warm_start
-
     summary = read_summary(eval_dir / SUMMARY)
     config = summary.get("config") or {}
     method, env, model, seed = _config_fields(config)

@@ -14,6 +14,9 @@ on any number of processes. Every process then takes part in saving; process 0 a
 `latest`, so the kill guarantees are those above (the run directory must be on a filesystem every process
 sees, as for any multi-node checkpoint).
 
+The readers' side (the layout's names, the newest complete checkpoint, loading its trainable weights) is
+`sdar.models.trained`, which evaluation and export use without importing the trainer.
+
 A new run is refused a directory that already holds a run's logged steps or checkpoints
 (`refuse_a_used_run_dir`): it would append to the one and overwrite the other.
 """
@@ -27,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from sdar.config import ConfigError
-from sdar.models.sharding import copy_full_, full_tensor, is_sharded
+from sdar.models.sharding import full_tensor, is_sharded
+from sdar.models.trained import STATE, WEIGHTS, checkpoint_path, latest_checkpoint, load_trainable_weights
 from sdar.training.distributed import DataParallel
 
-WEIGHTS = "trainable.safetensors"
-STATE = "state.pt"
 OPTIMIZER = "optimizer"  # a sharded run's optimizer state (torch.distributed.checkpoint)
 SINGLE_PROCESS = DataParallel()
 
@@ -65,11 +67,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    """Where the checkpoint of `step` lives (whether or not it was written)."""
-    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
 
 
 def save_checkpoint(
@@ -145,49 +142,6 @@ def _load_sharded_optimizer(model, optimizer, folder: Path) -> None:
     state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
     dcp.load(state, checkpoint_id=folder)
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None when it has none."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    if not (path / WEIGHTS).exists() or not (path / STATE).exists():
-        raise FileNotFoundError(
-            f"{pointer} names {path.name}, which is incomplete; the run directory is damaged"
-        )
-    return path
-
-
-def load_trainable_weights(checkpoint: Path, model) -> int:
-    """Copy a checkpoint's trainable.safetensors into the model's parameters; returns how many tensors.
-
-    Refuses a checkpoint whose names or shapes do not match the model's trainable parameters exactly.
-    """
-    weights = load_file(Path(checkpoint) / WEIGHTS)
-    parameters = dict(model.named_parameters())
-    missing = [name for name in weights if name not in parameters]
-    if missing:
-        raise ValueError(
-            f"checkpoint {checkpoint} has weights this model lacks (e.g. {missing[0]}); wrong model/LoRA?"
-        )
-    untouched = [name for name, p in parameters.items() if p.requires_grad and name not in weights]
-    if untouched:
-        raise ValueError(
-            f"checkpoint {checkpoint} lacks trainable weights of this model (e.g. {untouched[0]}); "
-            f"wrong model/LoRA settings?"
-        )
-    shapes = [name for name, value in weights.items() if value.shape != parameters[name].shape]
-    if shapes:
-        name = shapes[0]
-        raise ValueError(
-            f"checkpoint {checkpoint}: {name} has shape {tuple(weights[name].shape)}, the model "
-            f"{tuple(parameters[name].shape)}; wrong model/LoRA settings?"
-        )
-    for name, value in weights.items():
-        copy_full_(parameters[name], value)
-    return len(weights)
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:

@@ -29,7 +29,7 @@ from sdar.errors import ActionableError
 from sdar.models import load_model
 from sdar.models.export import save_model_folder
 from sdar.models.loading import hub_offline
-from sdar.training.checkpoint import checkpoint_path, latest_checkpoint, load_trainable_weights
+from sdar.models.trained import checkpoint_path, latest_checkpoint, load_trainable_weights
 from sdar.training.model_card import base_hub_id, model_card
 
 CARD = "README.md"

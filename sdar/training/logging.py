@@ -242,9 +242,9 @@ def record_process(run_dir: Path, config, start_step: int) -> None:
 def warm_start_record(model_name: str) -> dict:
     """What a run's model is when it is a cached SFT warm start: the config names only its cache path on this
     machine, its sft_summary.json what it was trained from and on. {} for any other model."""
-    from sdar.training.sft import SUMMARY, is_warm_start
+    from sdar.models.trained import WARM_START_SUMMARY, is_warm_start  # sdar.models loads torch: on use
 
-    summary_path = Path(model_name) / SUMMARY
+    summary_path = Path(model_name) / WARM_START_SUMMARY
     if not is_warm_start(model_name) or not summary_path.is_file():
         return {}
     try:

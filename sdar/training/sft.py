@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import time
 import warnings
@@ -36,6 +35,7 @@ from sdar.config import Config, ConfigError, to_dict
 from sdar.envs import get_env_spec, make_env
 from sdar.envs.policies import default_reply, expert_demonstrations
 from sdar.models import load_model, token_logprobs
+from sdar.models.trained import WARM_START_FOLDER, WARM_START_SUMMARY
 from sdar.records import Turn, pack_sequences
 from sdar.rollout.engine import add_skills_to_message, chat_prompt_ids
 from sdar.skills import library_name, teacher_context
@@ -46,15 +46,14 @@ from sdar.training.logging import machine
 from sdar.training.update import bf16_autocast, model_device
 
 SFT_FORMAT_VERSION = 1  # bump when the demonstration format changes, so cached warm starts are rebuilt
-SUMMARY = "sft_summary.json"  # written last: a warm-start directory with it is complete
 ADAPTER = "adapter"  # a LoRA warm start's adapter, inside its directory
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", SUMMARY)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", WARM_START_SUMMARY)
 DEMO_MAX_TURNS = 50  # the expert's episode limit, independent of the policy's env.max_turns
 
 
 def cache_root(config: Config) -> Path:
     base = config.model.cache_dir or os.environ.get("SDAR_CACHE", "") or "~/.cache/sdar"
-    return Path(base).expanduser() / "sft"
+    return Path(base).expanduser() / WARM_START_FOLDER
 
 
 # How env workers run, which changes no demonstration: left out of the warm start's key.
@@ -224,7 +223,7 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
     staging = _staging(Path(output_dir))
     if sft.lora_rank > 0:
         model.save_pretrained(staging / ADAPTER)  # before merging, which drops the adapter
-        (staging / ADAPTER / SUMMARY).write_text(json.dumps(summary, indent=2))
+        (staging / ADAPTER / WARM_START_SUMMARY).write_text(json.dumps(summary, indent=2))
         model = model.merge_and_unload()
     _save_model(model, tokenizer, staging, summary)
     _replace(staging, Path(output_dir))
@@ -272,7 +271,7 @@ def _staging(output_dir: Path) -> Path:
 def _save_model(model, tokenizer, staging: Path, summary: dict) -> None:
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    (staging / SUMMARY).write_text(json.dumps(summary, indent=2))
+    (staging / WARM_START_SUMMARY).write_text(json.dumps(summary, indent=2))
 
 
 def _replace(staging: Path, output_dir: Path) -> None:
@@ -281,22 +280,16 @@ def _replace(staging: Path, output_dir: Path) -> None:
     os.replace(staging, output_dir)
 
 
-def is_warm_start(model_name: str) -> bool:
-    """Whether a model name is a cached warm start: `<cache>/sft/<16 hex key>` (see `warm_start`)."""
-    path = Path(model_name)
-    return path.parent.name == "sft" and re.fullmatch(r"[0-9a-f]{16}", path.name) is not None
-
-
 def warm_start(config: Config, *, log=print) -> Path:
     """The cached SFT model directory for this config (trained on first use). Processes that need the same
     warm start at once (runs of several methods started together on a fresh cache) make it once: the first
     takes the key's lock and makes it, the others wait for the lock and then reuse what it made."""
     directory = cache_root(config) / warm_start_key(config)
-    if (directory / SUMMARY).exists():
+    if (directory / WARM_START_SUMMARY).exists():
         log(f"sft: reusing the cached warm start {directory}")
         return directory
     with _making(directory, log):
-        if (directory / SUMMARY).exists():  # made by the process this one waited for
+        if (directory / WARM_START_SUMMARY).exists():  # made by the process this one waited for
             log(f"sft: reusing the warm start another process made: {directory}")
         elif config.sft.adapter:
             log(f"sft: rebuilding the warm start from the adapter {config.sft.adapter} (cache: {directory})")

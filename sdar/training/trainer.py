@@ -54,16 +54,11 @@ from sdar.errors import ActionableError
 from sdar.locking import DirectoryLock
 from sdar.models import load_model
 from sdar.models.sharding import full_weights, is_sharded, shard_model
+from sdar.models.trained import checkpoint_path, latest_checkpoint
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
 from sdar.teacher.weights import is_peft_model
-from sdar.training.checkpoint import (
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
-    refuse_a_used_run_dir,
-    save_checkpoint,
-)
+from sdar.training.checkpoint import load_checkpoint, refuse_a_used_run_dir, save_checkpoint
 from sdar.training.distributed import DataParallel, combine_rollout_stats, ensure_process_group
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, check_wandb, record_process
 from sdar.training.plan import refuse_what_cannot_fit

@@ -17,8 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sdar.cli import main
 from sdar.config import load_config, save_config
 from sdar.models import build_tiny_model, embedded, load_model, token_logprobs
+from sdar.models.trained import checkpoint_path, load_trainable_weights
 from sdar.training import export as export_module
-from sdar.training.checkpoint import checkpoint_path, load_trainable_weights, save_checkpoint
+from sdar.training.checkpoint import save_checkpoint
 
 CHEAP = [
     "trainer.save_every=1",

@@ -16,8 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sdar.models.trained import latest_checkpoint
 from sdar.training import checkpoint
-from sdar.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from sdar.training.checkpoint import load_checkpoint, save_checkpoint
 from sdar.training.logging import RunLogger
 
 SHAPE = [

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from sdar.config import load_config
 from sdar.errors import ActionableError
-from sdar.training.checkpoint import WEIGHTS
+from sdar.models.trained import WEIGHTS
 from sdar.training.trainer import Trainer
 
 pytest.importorskip("alfworld")

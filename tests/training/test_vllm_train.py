@@ -18,7 +18,7 @@ from test_data_parallel import accelerate_launch  # noqa: E402
 from sdar.cli import main  # noqa: E402
 from sdar.config import load_config  # noqa: E402
 from sdar.evaluation import evaluate  # noqa: E402
-from sdar.training.checkpoint import WEIGHTS, latest_checkpoint  # noqa: E402
+from sdar.models.trained import WEIGHTS, latest_checkpoint  # noqa: E402
 
 TOLERANCE = 1e-4
 VLLM = ["rollout.backend=vllm", "rollout.vllm.cpu_kv_cache_gb=0.25"]

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from sdar.config import load_config
 from sdar.models import load_model
-from sdar.training.sft import SUMMARY
+from sdar.models.trained import WARM_START_SUMMARY as SUMMARY
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "config.yaml"
