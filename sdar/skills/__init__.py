@@ -1,5 +1,11 @@
-"""Skill libraries (markdown per env) and rule-based routing to the teacher's privileged context."""
+"""Skill libraries (markdown per env) and rule-based routing to the teacher's privileged context.
 
+Importing the package registers every library it ships: ALFWorld's (library.py), then those in their own
+modules, which register themselves on import and import library.py, never the reverse.
+"""
+
+# Imported for their registrations: search_qa, usual_places (alfworld-places) and webshop.
+from sdar.skills import search_qa, usual_places, webshop  # noqa: F401
 from sdar.skills.library import (
     ALFWORLD_ROUTES,
     SKILL_LIBRARIES,

@@ -193,8 +193,3 @@ def route_alfworld(task_type: str) -> list[str]:
 register_skill_library(
     SkillLibrary("alfworld", SKILL_DIR / "alfworld", route=lambda task: route_alfworld(task.task_type))
 )
-
-# Libraries that live in their own package register themselves on import (kept last: they import this module).
-import sdar.skills.search_qa  # noqa: E402, F401
-import sdar.skills.usual_places  # noqa: E402, F401
-import sdar.skills.webshop  # noqa: E402, F401
