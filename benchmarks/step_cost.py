@@ -46,7 +46,7 @@ from sdar.records import rows_to_batch  # noqa: E402
 from sdar.teacher import build_teacher_prompts, teacher_logprobs  # noqa: E402
 from sdar.training.checkpoint import trainable_state  # noqa: E402
 from sdar.training.trainer import Trainer, step_seed  # noqa: E402
-from sdar.training.update import UpdateState, bf16_autocast, policy_update, score_batch  # noqa: E402
+from sdar.training.update import Learner, bf16_autocast, policy_update, score_batch  # noqa: E402
 
 
 def build_config(args):
@@ -179,23 +179,13 @@ class Phases:
 
 def update_step(trainer: Trainer, batch, settings):
     """The trainer's update of step 0 on `batch` under the objective `settings`."""
-    config = trainer.config.trainer
     return policy_update(
-        trainer.model,
-        trainer.optimizer,
-        trainer.scheduler,
+        Learner(trainer.model, trainer.optimizer, trainer.scheduler),
         batch,
-        settings=settings,
+        objective=settings,
+        trainer=replace(trainer.config.trainer, skip_zero_gradient=False),
         step=0,
-        mini_batch_rows=config.mini_batch_rows,
-        micro_batch_rows=config.micro_batch_rows,
-        grad_clip=config.grad_clip,
-        epochs=config.ppo_epochs,
         generator=torch.Generator().manual_seed(step_seed(trainer.config.seed, 0, salt=1)),
-        state=UpdateState(),
-        max_bad_updates=config.max_bad_updates,
-        autocast_bf16=config.autocast_bf16,
-        vocab_size=trainer.model.config.vocab_size,
     )
 
 

@@ -18,7 +18,7 @@ allocator's cached pages and the Python heap, and is too noisy for this.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -93,7 +93,7 @@ def _run_step(config: Config, record_function) -> tuple[dict[str, int], list[str
     from sdar.models.generation import HFBackend
     from sdar.teacher import TeacherWeights
     from sdar.training.plan import teacher_scored
-    from sdar.training.update import UpdateState, bf16_autocast, policy_update, score_batch
+    from sdar.training.update import Learner, bf16_autocast, policy_update, score_batch
 
     trainer, rollout = config.trainer, config.rollout
     settings = settings_from_config(config.algorithm)
@@ -114,14 +114,13 @@ def _run_step(config: Config, record_function) -> tuple[dict[str, int], list[str
     batch.ref_logprobs = batch.old_logprobs.clone()
     batch.teacher_logprobs = batch.old_logprobs.clone()
 
+    one_pass = replace(trainer, mini_batch_rows=len(batch), ppo_epochs=1, skip_zero_gradient=False)
+
     def update() -> None:
         policy_update(
-            model, optimizer, scheduler, batch, settings=settings, step=0,
-            mini_batch_rows=len(batch), micro_batch_rows=trainer.micro_batch_rows,
-            grad_clip=trainer.grad_clip, epochs=1, generator=torch.Generator().manual_seed(0),
-            state=UpdateState(), max_bad_updates=trainer.max_bad_updates,
-            autocast_bf16=trainer.autocast_bf16, vocab_size=vocab,
-        )  # fmt: skip
+            Learner(model, optimizer, scheduler), batch, objective=settings, trainer=one_pass, step=0,
+            generator=torch.Generator().manual_seed(0),
+        )
         if teacher is not None:
             teacher.update()
 

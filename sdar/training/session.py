@@ -11,13 +11,11 @@ from collections.abc import Callable
 
 import torch
 
-from sdar.algorithms import get_method
-from sdar.algorithms.distill import gap_gate
-from sdar.algorithms.objective import ObjectiveSettings
-from sdar.config import Config, ConfigError
+from sdar.algorithms import ObjectiveSettings, get_method
+from sdar.config import Config
 from sdar.envs import get_env_spec
 from sdar.envs.executors import make_env_pool
-from sdar.errors import ActionableError
+from sdar.errors import ActionableError, ConfigError
 from sdar.models.backends import make_backend
 from sdar.models.sharding import full_weights
 from sdar.records import Batch, Episode, Turn
@@ -189,16 +187,16 @@ def sampled_episodes(
 ) -> list[dict]:
     """`limit` episodes for samples.jsonl, turn by turn: the first episode of every task, then the second of
     every task, and so on, in the order they were played. With a teacher, each reply token carries its gap
-    Δ = teacher − old log-prob, and, for SDAR's term with the gap gate, the gate σ(βΔ) the update weighs it
-    with (an entropy gate depends on the update's own forward pass, so it is not logged). `skills_for(task)`:
-    the teacher's privileged context, shown on demand by `sdar view`."""
+    Δ = teacher − old log-prob, and, for a gated distillation term whose gate reads the gap alone (SDAR's
+    σ(βΔ)), the gate the update weighs it with (`ObjectiveSettings.gate_of_gap`; an entropy gate depends on
+    the update's own forward pass, so it is not logged). `skills_for(task)`: the teacher's privileged
+    context, shown on demand by `sdar view`."""
     first_rows = list(itertools.accumulate((len(episode.turns) for episode in episodes), initial=0))
     place, played = [], Counter()  # each episode's place among its task's episodes
     for episode in episodes:
         place.append(played[episode.group_index])
         played[episode.group_index] += 1
     chosen = sorted(sorted(range(len(episodes)), key=place.__getitem__)[:limit])
-    gated = settings.distill == "sdar" and settings.gate == "gap"
     samples = []
     for index in chosen:
         episode, row = episodes[index], first_rows[index]
@@ -221,8 +219,8 @@ def sampled_episodes(
             if batch.teacher_logprobs is not None:
                 gap = batch.teacher_logprobs[row, :length] - batch.old_logprobs[row, :length]
                 record["gap"] = [round(value, 4) for value in gap.tolist()]
-                if gated:
-                    gate = gap_gate(gap, beta=settings.beta)
+                gate = settings.gate_of_gap(gap)
+                if gate is not None:
                     record["gate"] = [round(value, 4) for value in gate.tolist()]
             turns.append(record)
             row += 1

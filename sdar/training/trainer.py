@@ -64,6 +64,7 @@ from sdar.training.logging import NullLogger, RunLogger, StepTimer, check_wandb,
 from sdar.training.plan import refuse_what_cannot_fit
 from sdar.training.session import RolloutSession
 from sdar.training.update import (
+    Learner,
     UpdateState,
     bf16_autocast,
     one_on_policy_pass,
@@ -370,42 +371,25 @@ class Trainer:
         self.logger.log_samples(step + 1, samples)
         return StepResult(metrics, episodes)
 
+    @property
+    def learner(self) -> Learner:
+        """What the update changes: the model, optimizer, schedule and bad-update count of this process."""
+        return Learner(self.model, self.optimizer, self.scheduler, self.update_state, self.parallel)
+
     def _update(self, batch, step: int, old_from_forward: bool = False) -> dict:
-        config = self.config
         return policy_update(
-            self.model,
-            self.optimizer,
-            self.scheduler,
+            self.learner,
             batch,
-            settings=self.settings,
+            objective=self.settings,
+            trainer=self.config.trainer,
             step=step,
-            mini_batch_rows=config.trainer.mini_batch_rows,
-            micro_batch_rows=config.trainer.micro_batch_rows,
-            grad_clip=config.trainer.grad_clip,
-            epochs=config.trainer.ppo_epochs,
-            generator=torch.Generator().manual_seed(step_seed(config.seed, step, salt=1)),
-            state=self.update_state,
-            max_bad_updates=config.trainer.max_bad_updates,
-            skip_zero_gradient=config.trainer.skip_zero_gradient,
-            autocast_bf16=config.trainer.autocast_bf16,
-            vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
-            on_micro_batch=self.progress.advance_update if self.progress else None,
-            parallel=self.parallel,
+            generator=torch.Generator().manual_seed(step_seed(self.config.seed, step, salt=1)),
             old_from_forward=old_from_forward,
+            on_micro_batch=self.progress.advance_update if self.progress else None,
         )
 
     def _update_without_gradient(self, batch) -> dict:
-        trainer = self.config.trainer
-        return update_without_gradient(
-            self.optimizer,
-            self.scheduler,
-            batch,
-            mini_batch_rows=trainer.mini_batch_rows,
-            epochs=trainer.ppo_epochs,
-            state=self.update_state,
-            skip_zero_gradient=trainer.skip_zero_gradient,
-            parallel=self.parallel,
-        )
+        return update_without_gradient(self.learner, batch, trainer=self.config.trainer)
 
     # ---- the loop ------------------------------------------------------------------------------------------
     def evaluate_panel(self, label: str, step: int) -> dict:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from sdar.algorithms import count_tokens_and_rows, policy_objective, rows_with_gradient
+from sdar.algorithms import ObjectiveSettings, count_tokens_and_rows, policy_objective, rows_with_gradient
 from sdar.algorithms.aggregation import micro_batch_mean_normalisers
-from sdar.algorithms.objective import ObjectiveSettings
+from sdar.config import TrainerConfig
 from sdar.errors import ActionableError
 from sdar.models import token_logprobs
 from sdar.models.sharding import full_tensor, is_sharded
@@ -165,29 +167,31 @@ def one_on_policy_pass(
     return mini_batch_count(batch, mini_batch_rows, parallel) == 1
 
 
+@dataclass
+class Learner:
+    """What an update changes: the policy model, its optimizer and learning-rate schedule, the count of
+    non-finite updates, and the processes it sums gradients with."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    state: UpdateState = field(default_factory=UpdateState)
+    parallel: DataParallel = SINGLE_PROCESS
+
+
 def policy_update(
-    model,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
+    learner: Learner,
     batch: Batch,
     *,
-    settings: ObjectiveSettings,
+    objective: ObjectiveSettings,
+    trainer: TrainerConfig,
     step: int,
-    mini_batch_rows: int,
-    micro_batch_rows: int,
-    grad_clip: float,
-    epochs: int,
     generator: torch.Generator,
-    state: UpdateState,
-    max_bad_updates: int,
-    skip_zero_gradient: bool = False,
-    autocast_bf16: bool = False,
-    vocab_size: int | None = None,
-    on_micro_batch=None,
-    parallel: DataParallel = SINGLE_PROCESS,
     old_from_forward: bool = False,
+    on_micro_batch: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Optimise `batch` (old/ref/teacher log-probs and advantages already set); returns averaged stats.
+    """Optimise `batch` (old/ref/teacher log-probs and advantages already set) under `objective` and the
+    trainer section's mini-batch, micro-batch, epoch, clipping and precision settings; returns averaged stats.
 
     With `old_from_forward` (allowed only where `one_on_policy_pass` holds), π_old of the rows the update
     passes is its own forward's log-probs, detached, rather than `batch.old_logprobs`: the objective's ratio
@@ -199,173 +203,209 @@ def policy_update(
     Each epoch shuffles the rows and cuts them into ceil(rows / mini_batch_rows) near-equal mini-batches.
     Under data parallelism `batch` is this process's rows and a mini-batch spans every process: the count
     of mini-batches and the token/row normalisers are global, and gradients are summed across processes
-    (sdar.training.distributed). With `skip_zero_gradient`, a mini-batch whose gradient is exactly zero
-    leaves the optimizer (weights and moments) untouched.
+    (sdar.training.distributed). With `trainer.skip_zero_gradient`, a mini-batch whose gradient is exactly
+    zero leaves the optimizer (weights and moments) untouched.
 
     Rows on which the objective has no gradient (`rows_with_gradient`: GRPO's rows of all-won or all-lost
     groups when the policy gradient is the only term) get no forward or backward pass: their gradient is
     exactly zero, and the mini-batch keeps its normalisers, so the update is the one over every row up to the
     order of float sums. Its `loss/*` and `policy/*` statistics cover the rows with a gradient;
     `update/rows_without_gradient` counts the others (per epoch, over every process)."""
-    num_mini_batches = mini_batch_count(batch, mini_batch_rows, parallel)
+    parallel = learner.parallel
+    num_mini_batches = mini_batch_count(batch, trainer.mini_batch_rows, parallel)
+    epochs = trainer.ppo_epochs
     if old_from_forward and not one_on_policy_pass(
-        model, batch, mini_batch_rows=mini_batch_rows, epochs=epochs, parallel=parallel
+        learner.model, batch, mini_batch_rows=trainer.mini_batch_rows, epochs=epochs, parallel=parallel
     ):
         raise ValueError(
             f"old_from_forward needs one on-policy pass (one epoch, one mini-batch, no dropout); got "
             f"{epochs} epoch(s) of {num_mini_batches} mini-batch(es): score batch.old_logprobs first"
         )
-    model.train()
-    device = model_device(model)
-    sharded = is_sharded(model)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    totals: dict[str, float] = defaultdict(float)
-    weights: dict[str, float] = defaultdict(float)
-    want_entropy = settings.entropy_coef != 0 or settings.gate != "gap"
-    needed = rows_with_gradient(settings, batch.advantages)
-    updates = zero_gradient_skips = 0
-    tokens_without_gradient = 0.0
-    forward_old = torch.zeros(batch.response_mask.shape) if old_from_forward else None  # [N, T]
+    needed = rows_with_gradient(objective, batch.advantages)
+    update = _PolicyUpdate(learner, objective, trainer, step, on_micro_batch=on_micro_batch)
+    if old_from_forward:
+        update.forward_old = torch.zeros(batch.response_mask.shape)  # [N, T]
+    learner.model.train()
     for _ in range(epochs):
         order = torch.randperm(len(batch), generator=generator)
         for rows in torch.tensor_split(order, num_mini_batches):
-            num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
-            with_gradient = needed[rows]
-            if settings.aggregation == "micro-batch-mean":  # one normaliser per row (sdar.algorithms)
-                mask = batch.response_mask[rows]
-                num_tokens = micro_batch_mean_row_normalisers(mask, micro_batch_rows, parallel)[with_gradient]
-            tokens_without_gradient += float(batch.response_mask[rows[~with_gradient]].sum())
-            mini_rows = rows[with_gradient]
-            mini = batch.select(mini_rows)
-            optimizer.zero_grad(set_to_none=True)
-            micro_begins = range(0, len(mini), micro_batch_rows)
-            for _ in range(empty_passes_needed(model, len(micro_begins), parallel)):
-                empty_pass(model, device)
-            for micro_begin in micro_begins:
-                micro_rows = slice(micro_begin, micro_begin + micro_batch_rows)
-                micro = mini.select(micro_rows).compact().to(device)
-                with bf16_autocast(autocast_bf16, micro.input_ids.device):
-                    logprobs, entropy = token_logprobs(
-                        model,
-                        micro.input_ids,
-                        micro.attention_mask,
-                        start=micro.response_start,
-                        with_entropy=want_entropy,
-                    )
-                start = micro.response_start
-                old_logprobs = micro.old_logprobs
-                if forward_old is not None:  # π_old = this forward at the start weights (see above)
-                    old_logprobs = logprobs[:, start:].detach() * micro.response_mask
-                    width = forward_old.shape[1]
-                    forward_old[mini_rows[micro_rows]] = pad_response(old_logprobs.float(), width).cpu()
-                loss, stats = policy_objective(
-                    logprobs[:, start:],
-                    old_logprobs,
-                    micro.ref_logprobs,
-                    micro.teacher_logprobs,
-                    entropy[:, start:] if entropy is not None else None,
-                    micro.advantages,
-                    micro.response_mask,
-                    settings=settings,
-                    num_tokens=num_tokens[micro_rows] if num_tokens.dim() else num_tokens,
-                    num_rows=num_rows,
-                    step=step,
-                    vocab_size=vocab_size,
-                    sampling_logprobs=micro.sampling_logprobs,
-                )
-                loss.backward()
-                tokens = float(micro.response_mask.sum())
-                for key, value in stats.items():
-                    totals[key] += float(value) * tokens
-                    weights[key] += tokens
-                if on_micro_batch is not None:
-                    on_micro_batch()
-            if not sharded:  # FSDP has reduced them in the backward already
-                parallel.all_reduce_gradients(parameters)
-            for parameter in parameters:  # a mini-batch without a row with gradient: AdamW sees zeros
-                if parameter.grad is None:
-                    parameter.grad = torch.zeros_like(parameter)
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
-            grad_norm = full_tensor(grad_norm)  # sharded: every process's share of the norm, combined
-            if not torch.isfinite(grad_norm):
-                # Skip the update: never let a NaN/inf touch the weights or the optimizer's moments.
-                optimizer.zero_grad(set_to_none=True)
-                state.consecutive_bad_updates += 1
-                state.skipped_updates += 1
-                if state.consecutive_bad_updates >= max_bad_updates:
-                    raise TooManyBadUpdates(
-                        f"{state.consecutive_bad_updates} consecutive non-finite gradients (step {step}); "
-                        "stopping before any weight is corrupted — lower trainer.lr or check the data"
-                    )
-                continue
-            state.consecutive_bad_updates = 0
-            totals["grad/norm"] += float(grad_norm)
-            weights["grad/norm"] += 1
-            if skip_zero_gradient and grad_norm == 0:  # the same on every process: gradients are summed
-                optimizer.zero_grad(set_to_none=True)
-                zero_gradient_skips += 1
-                continue
-            optimizer.step()
-            updates += 1
-    advance_schedule(scheduler)
-    model.eval()
-    if forward_old is not None:
+            update.accumulate_gradients(batch, rows, needed[rows])
+            update.optimizer_step()
+    advance_schedule(learner.scheduler)
+    learner.model.eval()
+    if update.forward_old is not None:
         passed = needed[:, None]  # one epoch, one mini-batch: every row with gradient was passed once
-        earlier = batch.old_logprobs if batch.old_logprobs is not None else torch.zeros_like(forward_old)
-        batch.old_logprobs = torch.where(passed, forward_old, earlier)
-    # A process whose share of every mini-batch was empty has no statistics: take the union of the keys.
-    keys = sorted({key for keys in parallel.gather(sorted(totals)) for key in keys})
-    summed = parallel.sum([totals[key] for key in keys] + [weights[key] for key in keys])
-    totals = dict(zip(keys, summed[: len(keys)], strict=True))
-    weights = dict(zip(keys, summed[len(keys) :], strict=True))
-    result = {key: totals[key] / max(weights[key], 1e-12) for key in totals}
-    result["update/optimizer_steps"] = updates
-    if skip_zero_gradient:
-        result["update/zero_gradient_skips"] = zero_gradient_skips
-    result["update/skipped_total"] = state.skipped_updates
-    rows_without, tokens_without = parallel.sum([float((~needed).sum()), tokens_without_gradient])
-    result["update/rows_without_gradient"] = int(rows_without)
-    result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0) + tokens_without
-    return result
+        earlier = (
+            batch.old_logprobs if batch.old_logprobs is not None else torch.zeros_like(update.forward_old)
+        )
+        batch.old_logprobs = torch.where(passed, update.forward_old, earlier)
+    return update.result(needed)
 
 
-def update_without_gradient(
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    batch: Batch,
-    *,
-    mini_batch_rows: int,
-    epochs: int,
-    state: UpdateState,
-    skip_zero_gradient: bool = False,
-    parallel: DataParallel = SINGLE_PROCESS,
-) -> dict[str, float]:
+def model_vocab_size(model) -> int | None:
+    """The vocabulary size |V| of a Hugging Face model (the entropy gates normalise by log|V|), else None."""
+    return getattr(getattr(model, "config", None), "vocab_size", None)
+
+
+class _PolicyUpdate:
+    """One `policy_update` call: what it runs under, and what it gathers over its mini-batches (token-weighted
+    statistics, optimizer-step counts, π_old from its own forward when `forward_old` is set)."""
+
+    def __init__(self, learner: Learner, objective, trainer, step: int, *, on_micro_batch):
+        self.learner, self.objective, self.trainer, self.step = learner, objective, trainer, step
+        self.on_micro_batch = on_micro_batch
+        self.vocab_size = model_vocab_size(learner.model)
+        self.parameters = [p for p in learner.model.parameters() if p.requires_grad]
+        self.forward_old: torch.Tensor | None = None  # [N, T] π_old from the forward, when it gives it
+        self.totals: dict[str, float] = defaultdict(float)
+        self.weights: dict[str, float] = defaultdict(float)
+        self.optimizer_steps = self.zero_gradient_skips = 0
+        self.tokens_without_gradient = 0.0
+
+    def accumulate_gradients(self, batch: Batch, rows: torch.Tensor, with_gradient: torch.Tensor) -> None:
+        """The gradient of one mini-batch (`rows` of the batch, [M]): the sum over the micro-batches of its
+        rows `with_gradient` (bool [M]), each normalised by the whole mini-batch's counts."""
+        trainer, parallel, model = self.trainer, self.learner.parallel, self.learner.model
+        num_tokens, num_rows = global_counts(batch.response_mask[rows], parallel)
+        if self.objective.aggregation == "micro-batch-mean":  # one normaliser per row (sdar.algorithms)
+            mask = batch.response_mask[rows]
+            num_tokens = micro_batch_mean_row_normalisers(mask, trainer.micro_batch_rows, parallel)[
+                with_gradient
+            ]
+        self.tokens_without_gradient += float(batch.response_mask[rows[~with_gradient]].sum())
+        mini_rows = rows[with_gradient]
+        mini = batch.select(mini_rows)
+        self.learner.optimizer.zero_grad(set_to_none=True)
+        micro_begins = range(0, len(mini), trainer.micro_batch_rows)
+        for _ in range(empty_passes_needed(model, len(micro_begins), parallel)):
+            empty_pass(model, model_device(model))
+        for micro_begin in micro_begins:
+            micro_rows = slice(micro_begin, micro_begin + trainer.micro_batch_rows)
+            micro_tokens = num_tokens[micro_rows] if num_tokens.dim() else num_tokens
+            self.micro_batch_backward(mini.select(micro_rows), mini_rows[micro_rows], micro_tokens, num_rows)
+            if self.on_micro_batch is not None:
+                self.on_micro_batch()
+
+    def micro_batch_backward(self, micro: Batch, rows: torch.Tensor, num_tokens, num_rows) -> None:
+        """Forward, objective and backward of one micro-batch (the batch's `rows`) under the mini-batch's
+        normalisers; its statistics weighted by its valid tokens."""
+        micro = micro.compact().to(model_device(self.learner.model))
+        with bf16_autocast(self.trainer.autocast_bf16, micro.input_ids.device):
+            logprobs, entropy = token_logprobs(
+                self.learner.model,
+                micro.input_ids,
+                micro.attention_mask,
+                start=micro.response_start,
+                with_entropy=self.objective.needs_entropy,
+            )
+        start = micro.response_start
+        old_logprobs = micro.old_logprobs
+        if self.forward_old is not None:  # π_old = this forward at the start weights (policy_update)
+            old_logprobs = logprobs[:, start:].detach() * micro.response_mask
+            self.forward_old[rows] = pad_response(old_logprobs.float(), self.forward_old.shape[1]).cpu()
+        loss, stats = policy_objective(
+            logprobs[:, start:],
+            old_logprobs,
+            micro.ref_logprobs,
+            micro.teacher_logprobs,
+            entropy[:, start:] if entropy is not None else None,
+            micro.advantages,
+            micro.response_mask,
+            settings=self.objective,
+            num_tokens=num_tokens,
+            num_rows=num_rows,
+            step=self.step,
+            vocab_size=self.vocab_size,
+            sampling_logprobs=micro.sampling_logprobs,
+        )
+        loss.backward()
+        tokens = float(micro.response_mask.sum())
+        for key, value in stats.items():
+            self.totals[key] += float(value) * tokens
+            self.weights[key] += tokens
+
+    def optimizer_step(self) -> None:
+        """Sum the mini-batch's gradients over the processes, clip them, and step, unless their norm is not
+        finite (skipped; too many in a row stop the run) or, with `skip_zero_gradient`, exactly zero."""
+        learner, parameters = self.learner, self.parameters
+        if not is_sharded(learner.model):  # FSDP has reduced them in the backward already
+            learner.parallel.all_reduce_gradients(parameters)
+        for parameter in parameters:  # a mini-batch without a row with gradient: AdamW sees zeros
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+        grad_clip = self.trainer.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+        grad_norm = full_tensor(grad_norm)  # sharded: every process's share of the norm, combined
+        state = learner.state
+        if not torch.isfinite(grad_norm):
+            # Skip the update: never let a NaN/inf touch the weights or the optimizer's moments.
+            learner.optimizer.zero_grad(set_to_none=True)
+            state.consecutive_bad_updates += 1
+            state.skipped_updates += 1
+            if state.consecutive_bad_updates >= self.trainer.max_bad_updates:
+                raise TooManyBadUpdates(
+                    f"{state.consecutive_bad_updates} consecutive non-finite gradients (step {self.step}); "
+                    "stopping before any weight is corrupted — lower trainer.lr or check the data"
+                )
+            return
+        state.consecutive_bad_updates = 0
+        self.totals["grad/norm"] += float(grad_norm)
+        self.weights["grad/norm"] += 1
+        if self.trainer.skip_zero_gradient and grad_norm == 0:  # the same on every process: summed gradients
+            learner.optimizer.zero_grad(set_to_none=True)
+            self.zero_gradient_skips += 1
+            return
+        learner.optimizer.step()
+        self.optimizer_steps += 1
+
+    def result(self, needed: torch.Tensor) -> dict[str, float]:
+        """The update's statistics, token-weighted means over every process's micro-batches, and its counts;
+        `needed` [N]: the rows with gradient."""
+        parallel = self.learner.parallel
+        # A process whose share of every mini-batch was empty has no statistics: take the union of the keys.
+        keys = sorted({key for keys in parallel.gather(sorted(self.totals)) for key in keys})
+        summed = parallel.sum([self.totals[key] for key in keys] + [self.weights[key] for key in keys])
+        totals = dict(zip(keys, summed[: len(keys)], strict=True))
+        weights = dict(zip(keys, summed[len(keys) :], strict=True))
+        result = {key: totals[key] / max(weights[key], 1e-12) for key in totals}
+        result["update/optimizer_steps"] = self.optimizer_steps
+        if self.trainer.skip_zero_gradient:
+            result["update/zero_gradient_skips"] = self.zero_gradient_skips
+        result["update/skipped_total"] = self.learner.state.skipped_updates
+        rows_without, tokens_without = parallel.sum([float((~needed).sum()), self.tokens_without_gradient])
+        result["update/rows_without_gradient"] = int(rows_without)
+        result["objective/valid_tokens"] = weights.get("objective/valid_tokens", 0.0) + tokens_without
+        return result
+
+
+def update_without_gradient(learner: Learner, batch: Batch, *, trainer: TrainerConfig) -> dict[str, float]:
     """What `policy_update` does to the weights, the optimizer and the schedule when the objective has no
     gradient on the batch (`sdar.algorithms.has_gradient`), without its forward and backward passes: every
-    mini-batch's gradient is exactly zero, so with `skip_zero_gradient` no optimizer step is taken, and
-    without it each mini-batch steps on zero gradients (AdamW's momentum and weight decay still move the
+    mini-batch's gradient is exactly zero, so with `trainer.skip_zero_gradient` no optimizer step is taken,
+    and without it each mini-batch steps on zero gradients (AdamW's momentum and weight decay still move the
     weights). The batch needs only its response mask; no log-probs are read."""
+    optimizer, parallel, epochs = learner.optimizer, learner.parallel, trainer.ppo_epochs
     parameters = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-    mini_batches = epochs * mini_batch_count(batch, mini_batch_rows, parallel)
+    mini_batches = epochs * mini_batch_count(batch, trainer.mini_batch_rows, parallel)
     updates = 0
-    if not skip_zero_gradient:
+    if not trainer.skip_zero_gradient:
         for _ in range(mini_batches):
             for parameter in parameters:
                 parameter.grad = torch.zeros_like(parameter)
             optimizer.step()
             updates += 1
         optimizer.zero_grad(set_to_none=True)
-    state.consecutive_bad_updates = 0  # a zero gradient is a finite one
-    advance_schedule(scheduler)
+    learner.state.consecutive_bad_updates = 0  # a zero gradient is a finite one
+    advance_schedule(learner.scheduler)
     (tokens,) = parallel.sum([float(batch.response_mask.sum())])
     (rows,) = parallel.sum([len(batch)])
     result = {
         "grad/norm": 0.0,
         "update/optimizer_steps": updates,
-        "update/skipped_total": state.skipped_updates,
+        "update/skipped_total": learner.state.skipped_updates,
         "update/rows_without_gradient": int(rows),
         "objective/valid_tokens": tokens * epochs,
     }
-    if skip_zero_gradient:
+    if trainer.skip_zero_gradient:
         result["update/zero_gradient_skips"] = mini_batches
     return result

@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import save_file
 
 from sdar.algorithms.objective import settings_from_config
-from sdar.config import load_config
+from sdar.config import TrainerConfig, load_config
 from sdar.models import load_model
 from sdar.models.sharding import shard_model
 from sdar.records import Batch, pack_sequences
 from sdar.training.checkpoint import trainable_state
 from sdar.training.distributed import DataParallel, ensure_process_group
-from sdar.training.update import UpdateState, policy_update, score_batch
+from sdar.training.update import Learner, policy_update, score_batch
 
 GROUPS, ROWS_PER_GROUP = 4, 3
 
@@ -86,20 +86,18 @@ def main(output_dir: Path, sharding: str = "none") -> None:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     stats = policy_update(
-        model,
-        optimizer,
-        scheduler,
+        Learner(model, optimizer, scheduler, parallel=parallel),
         batch,
-        settings=settings_from_config(config.algorithm),
+        objective=settings_from_config(config.algorithm),
+        trainer=TrainerConfig(
+            mini_batch_rows=GROUPS * ROWS_PER_GROUP,  # one global mini-batch: one optimizer step
+            micro_batch_rows=2,
+            grad_clip=1.0,
+            ppo_epochs=1,
+            max_bad_updates=3,
+        ),
         step=0,
-        mini_batch_rows=GROUPS * ROWS_PER_GROUP,  # one global mini-batch: one optimizer step
-        micro_batch_rows=2,
-        grad_clip=1.0,
-        epochs=1,
         generator=torch.Generator().manual_seed(0),
-        state=UpdateState(),
-        max_bad_updates=3,
-        parallel=parallel,
     )
     weights = trainable_state(model)  # collective when sharded
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ import torch.multiprocessing
 
 import sdar.training.update as update_module
 from sdar.algorithms.objective import policy_objective, settings_from_config
-from sdar.config import load_config
+from sdar.config import TrainerConfig, load_config
 from sdar.models import load_model, token_logprobs
 from sdar.records import Batch, pack_sequences
 from sdar.training.distributed import DataParallel
-from sdar.training.update import UpdateState, micro_batch_mean_row_normalisers, policy_update, score_batch
+from sdar.training.update import Learner, micro_batch_mean_row_normalisers, policy_update, score_batch
 
 # Four rows whose responses hold 5, 1, 2 and 6 tokens: micro-batches of 2 rows differ in token count.
 LENGTHS = [(6, 5), (5, 1), (7, 2), (4, 6)]
@@ -49,9 +49,9 @@ def update_gradient(aggregation: str, advantages: list[float]) -> dict[str, torc
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     policy_update(
-        model, optimizer, scheduler, batch, settings=settings, step=0, mini_batch_rows=4, micro_batch_rows=2,
-        grad_clip=0.0, epochs=1, generator=torch.Generator().manual_seed(SHUFFLE_SEED), state=UpdateState(),
-        max_bad_updates=3,
+        Learner(model, optimizer, scheduler), batch, objective=settings, step=0,
+        trainer=TrainerConfig(mini_batch_rows=4, micro_batch_rows=2, grad_clip=0.0, ppo_epochs=1,
+        max_bad_updates=3), generator=torch.Generator().manual_seed(SHUFFLE_SEED),
     )  # fmt: skip
     return {name: before[name] - p.detach() for name, p in model.named_parameters() if p.requires_grad}
 

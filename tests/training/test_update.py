@@ -10,11 +10,11 @@ import torch
 
 import sdar.training.update as update_module
 from sdar.algorithms.objective import settings_from_config
-from sdar.config import load_config
+from sdar.config import TrainerConfig, load_config
 from sdar.models import load_model
 from sdar.records import Batch, pack_sequences, pad_response
 from sdar.training.update import (
-    UpdateState,
+    Learner,
     has_active_dropout,
     one_on_policy_pass,
     policy_update,
@@ -75,23 +75,23 @@ def updated_twice(skip_zero_gradient: bool, without_passes: bool = False) -> tup
     optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     settings = settings_from_config(config.algorithm)
+    trainer = TrainerConfig(
+        mini_batch_rows=4, micro_batch_rows=2, grad_clip=1.0, ppo_epochs=1, max_bad_updates=3,
+        skip_zero_gradient=skip_zero_gradient,
+    )  # fmt: skip
 
     def update(advantages: list[float]) -> dict:
         batch.advantages = torch.tensor(advantages)
         return policy_update(
-            model, optimizer, scheduler, batch, settings=settings, step=0, mini_batch_rows=4,
-            micro_batch_rows=2, grad_clip=1.0, epochs=1, generator=torch.Generator().manual_seed(0),
-            state=UpdateState(), max_bad_updates=3, skip_zero_gradient=skip_zero_gradient,
+            Learner(model, optimizer, scheduler), batch, objective=settings, trainer=trainer, step=0,
+            generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
 
     update([1.0, -1.0, 0.5, -0.5])
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     if without_passes:
         batch.advantages = torch.zeros(4)
-        stats = update_without_gradient(
-            optimizer, scheduler, batch, mini_batch_rows=4, epochs=1, state=UpdateState(),
-            skip_zero_gradient=skip_zero_gradient,
-        )  # fmt: skip
+        stats = update_without_gradient(Learner(model, optimizer, scheduler), batch, trainer=trainer)
     else:
         stats = update([0.0, 0.0, 0.0, 0.0])
     after = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -153,9 +153,9 @@ def grpo_update_with_zero_advantage_rows() -> tuple[dict, dict]:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     stats = policy_update(
-        model, optimizer, scheduler, batch, settings=settings_from_config(config.algorithm), step=0,
-        mini_batch_rows=3, micro_batch_rows=2, grad_clip=1.0, epochs=2,
-        generator=torch.Generator().manual_seed(0), state=UpdateState(), max_bad_updates=3,
+        Learner(model, optimizer, scheduler), batch, objective=settings_from_config(config.algorithm),
+        trainer=TrainerConfig(mini_batch_rows=3, micro_batch_rows=2, grad_clip=1.0, ppo_epochs=2,
+        max_bad_updates=3), step=0, generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}, stats
 
@@ -198,10 +198,10 @@ def one_pass_update(overrides: list[str], old_from_forward: bool, mini_batch_row
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     stats = policy_update(
-        model, optimizer, scheduler, batch, settings=settings_from_config(config.algorithm), step=3,
-        mini_batch_rows=mini_batch_rows, micro_batch_rows=2, grad_clip=1.0, epochs=1,
-        generator=torch.Generator().manual_seed(0), state=UpdateState(), max_bad_updates=3,
-        vocab_size=model.config.vocab_size, old_from_forward=old_from_forward,
+        Learner(model, optimizer, scheduler), batch, objective=settings_from_config(config.algorithm),
+        trainer=TrainerConfig(mini_batch_rows=mini_batch_rows, micro_batch_rows=2, grad_clip=1.0,
+        ppo_epochs=1, max_bad_updates=3), step=3, generator=torch.Generator().manual_seed(0),
+        old_from_forward=old_from_forward,
     )  # fmt: skip
     weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     return weights, stats, batch
