@@ -12,6 +12,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -161,15 +162,22 @@ class NullLogger:
 
 
 # ---- run_info.json: what ran, so that it can be rerun exactly ----------------------------------------------
+def sdar_version() -> str:
+    """The installed sdar's version, from its distribution metadata: `import sdar` here would import the
+    public facade (sdar.api), which imports the trainer that imports this module."""
+    try:
+        return metadata.version("sdar")
+    except metadata.PackageNotFoundError:  # a source tree run without `pip install`
+        return "not installed"
+
+
 def versions() -> dict:
     import peft
     import torch
     import transformers
 
-    import sdar
-
     return {
-        "sdar": sdar.__version__,
+        "sdar": sdar_version(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "transformers": transformers.__version__,
