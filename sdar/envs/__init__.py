@@ -19,6 +19,7 @@ from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alf
 from sdar.envs.replies import parse_action_reply
 from sdar.envs.search_qa import SEARCH_QA_SPEC
 from sdar.envs.webshop import WEBSHOP_SPECS
+from sdar.errors import ConfigError
 
 ACTION_STOP = ("</action>",)
 
@@ -66,7 +67,16 @@ def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
     spec = get_env_spec(env_config.name)
     if spec.name == "alfworld-gen":
         return spec, {"options": dict(env_config.options)}
-    return spec, {"data_dir": env_config.data_dir or None, **dict(env_config.options)}
+    arguments = {"data_dir": env_config.data_dir or None, **dict(env_config.options)}
+    if spec.turn_limit_argument:
+        name = spec.turn_limit_argument
+        if name in env_config.options:
+            raise ConfigError(
+                f"env.options.{name} is not an option of {spec.name!r}: its turn limit is env.max_turns "
+                f"(set env.max_turns={env_config.options[name]} instead)"
+            )
+        arguments[name] = env_config.max_turns
+    return spec, arguments
 
 
 def env_factory(env_config) -> partial:

@@ -91,6 +91,10 @@ class EnvSpec:
     # The env's own scripted eval policies (eval.policy values beyond model, expert and random, which every
     # env plays), e.g. Search-QA's no_search; an evaluation of another env refuses them.
     policies: tuple[str, ...] = ()
+    # The factory keyword that receives env.max_turns, for an env that ends its episodes and words its prompt
+    # by the turn limit (Search-QA: "max_turns"); env.options may not set it, so the limit has one knob.
+    # "" = the env keeps no turn limit of its own (the rollout's env.max_turns still ends episodes).
+    turn_limit_argument: str = ""
 
 
 ENVS: dict[str, EnvSpec] = {}

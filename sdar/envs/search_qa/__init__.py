@@ -1,9 +1,11 @@
 """Search-QA (Search-R1 protocol): questions from seven QA datasets, local retrieval, EM reward.
 
 `make_search_qa_env(data_dir, **options)` is the registry factory (env.data_dir, else $SEARCHQA_DATA).
-Options (env.options): topk (3), max_turns (4), retriever ("bm25" | "dense" | "http"), retriever_url (for
-"http", e.g. a `sdar retriever serve`), corpus_path (a FlashRAG JSONL to retrieve from instead of the
-assembled corpus), dense_model (a sentence-transformers path; default all-MiniLM-L6-v2), cache_dir.
+Options (env.options): topk (3), retriever ("bm25" | "dense" | "http"), retriever_url (for "http", e.g. a
+`sdar retriever serve`), corpus_path (a FlashRAG JSONL to retrieve from instead of the assembled corpus),
+dense_model (a sentence-transformers path; default all-MiniLM-L6-v2), cache_dir. The turn limit is
+env.max_turns (the paper's 4): the registry hands it to the factory, the env ends episodes by it and the
+prompt states it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sdar.envs.base import EnvSpec, missing_package_or_data
 from sdar.envs.search_qa.datasets import DATASETS, resolve_data_dir
 from sdar.envs.search_qa.env import SearchQAEnv
 from sdar.envs.search_qa.prompts import (
+    DEFAULT_MAX_TURNS,
     SEARCH_STOP,
     build_search_prompt,
     parse_search_action,
@@ -22,18 +25,21 @@ from sdar.envs.search_qa.prompts import (
 )
 from sdar.envs.search_qa.resources import QuestionBank, load_data_resources
 
-OPTIONS = ("topk", "max_turns", "retriever", "retriever_url", "corpus_path", "dense_model", "cache_dir")
+OPTIONS = ("topk", "retriever", "retriever_url", "corpus_path", "dense_model", "cache_dir")
 
 
-def make_search_qa_env(data_dir: str | None = None, **options) -> SearchQAEnv:
+def make_search_qa_env(
+    data_dir: str | None = None, max_turns: int = DEFAULT_MAX_TURNS, **options
+) -> SearchQAEnv:
+    """The registry's factory: `max_turns` is env.max_turns (EnvSpec.turn_limit_argument), never an option."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(
             f"unknown search-qa option(s) {', '.join(unknown)}; valid env.options: {', '.join(OPTIONS)}"
         )
-    env_settings = {name: options.pop(name) for name in ("topk", "max_turns") if name in options}
+    env_settings = {name: options.pop(name) for name in ("topk",) if name in options}
     resources = load_data_resources(data_dir, **{name: str(value) for name, value in options.items()})
-    return SearchQAEnv(resources, **env_settings)
+    return SearchQAEnv(resources, max_turns=max_turns, **env_settings)
 
 
 def search_qa_packages_missing() -> str | None:
@@ -64,6 +70,7 @@ SEARCH_QA_SPEC = EnvSpec(
     average="task_types",  # spec §7: Avg = the plain mean of the datasets
     min_turns=1,  # an answer on the first turn ends the episode
     policies=("no_search",),  # the closed-book baseline (sdar.envs.search_qa.policies)
+    turn_limit_argument="max_turns",  # env.max_turns ends the episode and is the limit the prompt states
 )
 
 __all__ = ["SEARCH_QA_SPEC", "QuestionBank", "SearchQAEnv", "check_search_qa", "make_search_qa_env"]

@@ -9,7 +9,8 @@ One task = one question. Actions are the canonical tag texts the reply parser pr
   guess without evidence shows up as won but not grounded);
 - anything else (the rollout's no-op for an invalid reply) changes nothing and says how to reply; the
   rollout subtracts the invalid-action penalty (0.01 for Search-QA).
-At most `max_turns` (4) steps: the step that uses the last turn without answering ends the episode, reward 0.
+At most `max_turns` steps (env.max_turns; 4 in the paper): the step that uses the last turn without answering
+ends the episode, reward 0.
 
 The expert (for questions whose evidence is in the corpus) searches the question's keywords, then the
 title of each evidence passage (the marked gold passages, else answer-bearing ones) it has not retrieved yet
