@@ -36,8 +36,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
+from sdar.config import Config, EnvConfig, RolloutConfig
 from sdar.env_records import StepResult, Task
 from sdar.envs.base import EnvSpec, episode_metrics, metric_means
 from sdar.envs.history import EpisodeMemory
@@ -52,17 +53,19 @@ FINISH_REASONS = ("eos", "stop", "length")
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    """Everything the rollout loop needs besides the envs, model and tasks (defaults: ALFWorld, spec §6)."""
+    """Everything the rollout loop needs besides the envs, model and tasks. Each field but the last two is the
+    config field of the same name in the `rollout` or `env` section, default included (the paper's ALFWorld
+    settings, spec §6); `from_config` reads them by name."""
 
-    group_size: int = 8  # G: episodes per task
-    max_turns: int = 50  # T_max
-    history_length: int = 2  # H
-    invalid_penalty: float = 0.1
-    max_prompt_tokens: int = 2048
-    max_new_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
+    group_size: int = RolloutConfig.group_size  # G: episodes per task
+    max_turns: int = EnvConfig.max_turns  # T_max
+    history_length: int = EnvConfig.history_length  # H
+    invalid_penalty: float = EnvConfig.invalid_penalty
+    max_prompt_tokens: int = RolloutConfig.max_prompt_tokens
+    max_new_tokens: int = RolloutConfig.max_new_tokens
+    temperature: float = RolloutConfig.temperature
+    top_p: float = RolloutConfig.top_p
+    seed: int = Config.seed
     prompt_budget_reserve: int = 0  # tokens kept free in the student prompt for the teacher's skill text
 
     def __post_init__(self) -> None:
@@ -87,21 +90,12 @@ class RolloutSettings:
         return self.max_prompt_tokens - self.prompt_budget_reserve
 
     @classmethod
-    def from_config(cls, config, *, prompt_budget_reserve: int = 0) -> RolloutSettings:
-        """From a `sdar.config.Config` (its rollout and env sections and seed)."""
-        rollout, env = config.rollout, config.env
-        return cls(
-            group_size=rollout.group_size,
-            max_turns=env.max_turns,
-            history_length=env.history_length,
-            invalid_penalty=env.invalid_penalty,
-            max_prompt_tokens=rollout.max_prompt_tokens,
-            max_new_tokens=rollout.max_new_tokens,
-            temperature=rollout.temperature,
-            top_p=rollout.top_p,
-            seed=config.seed,
-            prompt_budget_reserve=prompt_budget_reserve,
-        )
+    def from_config(cls, config: Config, *, prompt_budget_reserve: int = 0) -> RolloutSettings:
+        """From a `sdar.config.Config`: every field from its `rollout` or `env` section by name, the seed."""
+        values = {"seed": config.seed, "prompt_budget_reserve": prompt_budget_reserve}
+        for name in (f.name for f in fields(cls) if f.name not in values):
+            values[name] = getattr(config.rollout if hasattr(config.rollout, name) else config.env, name)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
