@@ -24,9 +24,10 @@ from sdar.errors import ConfigError
 ACTION_STOP = ("</action>",)
 
 
-def _alfworld_spec(name: str, factory, description: str, check) -> EnvSpec:
+def _alfworld_spec(name: str, factory, description: str, check, **fields) -> EnvSpec:
     """Both ALFWorld envs share the prompt, the reply format and the skill library."""
     return EnvSpec(
+        **fields,
         name=name,
         factory=factory,
         description=description,
@@ -39,6 +40,11 @@ def _alfworld_spec(name: str, factory, description: str, check) -> EnvSpec:
         check=check,
         admits=alfworld_admits,
     )
+
+
+def _generator_options(env_config) -> dict:
+    """alfworld-gen reads no data folder: env.options are its game generator's settings, as one mapping."""
+    return {"options": dict(env_config.options)}
 
 
 register_env(
@@ -55,6 +61,7 @@ register_env(
         make_generated_env,
         "generated ALFWorld games on the real engine, no data needed (splits train, valid, test)",
         alfworld_engine_missing,
+        factory_arguments=_generator_options,
     )
 )
 
@@ -65,9 +72,7 @@ for _webshop_spec in WEBSHOP_SPECS:
 
 def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
     spec = get_env_spec(env_config.name)
-    if spec.name == "alfworld-gen":
-        return spec, {"options": dict(env_config.options)}
-    arguments = {"data_dir": env_config.data_dir or None, **dict(env_config.options)}
+    arguments = spec.factory_arguments(env_config)
     if spec.turn_limit_argument:
         name = spec.turn_limit_argument
         if name in env_config.options:

@@ -54,6 +54,12 @@ class ParsedReply(Protocol):
     reason: str
 
 
+def data_dir_and_options(env_config) -> dict:
+    """An env factory's usual keyword arguments: `data_dir` (env.data_dir, None when unset) and every entry of
+    env.options as a keyword of its own."""
+    return {"data_dir": env_config.data_dir or None, **dict(env_config.options)}
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """A registry entry: how to build the env, how the agent talks to it, and what it needs installed.
@@ -91,6 +97,9 @@ class EnvSpec:
     # The env's own scripted eval policies (eval.policy values beyond model, expert and random, which every
     # env plays), e.g. Search-QA's no_search; an evaluation of another env refuses them.
     policies: tuple[str, ...] = ()
+    # factory_arguments(env_config) -> the keyword arguments `factory` is called with, from the config's env
+    # section; a `data_dir` among them is the folder `check` is asked about.
+    factory_arguments: Callable[..., dict] = data_dir_and_options
     # The factory keyword that receives env.max_turns, for an env that ends its episodes and words its prompt
     # by the turn limit (Search-QA: "max_turns"); env.options may not set it, so the limit has one knob.
     # "" = the env keeps no turn limit of its own (the rollout's env.max_turns still ends episodes).
