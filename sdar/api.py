@@ -23,7 +23,6 @@ from pathlib import Path
 
 from sdar.config import (
     Config,
-    ConfigError,
     from_dict,
     load_config,
     merge_overrides,
@@ -31,6 +30,7 @@ from sdar.config import (
     resolve,
     to_dict,
 )
+from sdar.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import time
 import warnings
 from pathlib import Path
 
-from sdar.config import ConfigError, load_config, preset_names, to_dict
-from sdar.errors import ActionableError
+from sdar.config import load_config, preset_names, to_dict
+from sdar.errors import ActionableError, ConfigError
 from sdar.locking import DirectoryInUse
 
 

@@ -8,7 +8,8 @@ import pytest
 
 import sdar
 from sdar.api import TrainResult, config_from
-from sdar.config import Config, ConfigError, from_dict, load_config, read_source
+from sdar.config import Config, from_dict, load_config, read_source
+from sdar.errors import ConfigError
 
 
 def test_import_sdar_stays_light_and_train_is_exported_lazily():

@@ -6,8 +6,8 @@ import pytest
 import sdar.cli as cli
 import sdar.models.embedded as embedded
 from sdar.cli import main
-from sdar.config import ConfigError, load_config
-from sdar.errors import ActionableError
+from sdar.config import load_config
+from sdar.errors import ActionableError, ConfigError
 from sdar.training.update import TooManyBadUpdates
 
 

@@ -7,7 +7,6 @@ import yaml
 from sdar.config import (
     AlgorithmConfig,
     Config,
-    ConfigError,
     TrainerConfig,
     load_config,
     merge_overrides,
@@ -16,6 +15,7 @@ from sdar.config import (
     save_config,
     to_dict,
 )
+from sdar.errors import ConfigError
 
 
 def test_defaults_are_the_paper_alfworld_settings():

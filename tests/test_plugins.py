@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
 from sdar.envs import get_env_spec, make_env
+from sdar.errors import ConfigError
 
 LOCKBOX = Path(__file__).parents[1] / "examples" / "lockbox" / "config.yaml"
 

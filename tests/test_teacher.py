@@ -7,8 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from sdar.config import ConfigError, ModelConfig, TeacherConfig  # noqa: E402
+from sdar.config import ModelConfig, TeacherConfig  # noqa: E402
 from sdar.env_records import Task  # noqa: E402
+from sdar.errors import ConfigError  # noqa: E402
 from sdar.models import load_model  # noqa: E402
 from sdar.models.loading import add_lora  # noqa: E402
 from sdar.records import Turn, rows_to_batch  # noqa: E402

@@ -7,10 +7,10 @@ Both have the `SlotPool` API and guarantees; Ray is imported only when a Ray poo
 
 from __future__ import annotations
 
-from sdar.config import ConfigError
 from sdar.envs import env_factory
 from sdar.envs.pool import EnvPool, SlotPool
 from sdar.envs.ray_pool import RayEnvPool
+from sdar.errors import ConfigError
 
 
 def make_env_pool(env_config, num_slots: int) -> SlotPool:

@@ -34,12 +34,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sdar.config import Config, ConfigError, load_config, to_dict
+from sdar.config import Config, load_config, to_dict
 from sdar.envs import ENVS, get_env_spec, make_env
 from sdar.envs.executors import make_env_pool
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episodes
 from sdar.envs.pool import EnvPool
-from sdar.errors import ActionableError
+from sdar.errors import ActionableError, ConfigError
 from sdar.evaluation.journal import Journal, resume_key
 from sdar.evaluation.panels import Panel, build_panel, portable_task_id
 from sdar.evaluation.summary import EpisodeRecord, print_summary, summarize, write_results

@@ -27,7 +27,8 @@ import os
 import warnings
 from pathlib import Path
 
-from sdar.config import Config, ConfigError, to_dict
+from sdar.config import Config, to_dict
+from sdar.errors import ConfigError
 from sdar.evaluation.panels import Panel
 from sdar.evaluation.summary import EpisodeRecord
 from sdar.locking import DirectoryLock

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 
 # Paper Table 1 column names of the ALFWorld task types (spec §7); other envs show their own type names.
 TASK_TYPE_LABELS = {

@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.evaluation.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from sdar.evaluation.plots import panel_name, plot_curves
 from sdar.evaluation.runs import Evaluation, Run

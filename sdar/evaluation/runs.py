@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.models.trained import is_warm_start
 
 SUMMARY = "summary.json"

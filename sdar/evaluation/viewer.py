@@ -20,7 +20,7 @@ import math
 import re
 from pathlib import Path
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.evaluation.pages import Markup, render_page
 from sdar.evaluation.panels import TASK_TYPE_LABELS
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 
 RANDOM_PREFIX = "random:"
 RANDOM_TOKENIZERS = ("smollm2", "tiny")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from sdar.config import ConfigError, ModelConfig
+from sdar.config import ModelConfig
+from sdar.errors import ConfigError
 from sdar.models.architectures import build_random_model, is_random_name
 from sdar.models.embedded import embedded_model_dir
 from sdar.models.tiny import CHATML_TEMPLATE, build_tiny_model, build_tiny_tokenizer

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from sdar.config import ConfigError, ModelConfig
+from sdar.config import ModelConfig
+from sdar.errors import ConfigError
 from sdar.models.architectures import (
     ARCHITECTURES,
     Architecture,

@@ -34,8 +34,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Annotated
 
-from sdar.config import ConfigError
-from sdar.errors import ActionableError
+from sdar.errors import ActionableError, ConfigError
 from sdar.retrieval.base import Retriever
 
 DEFAULT_HOST = "127.0.0.1"

@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdar.config import ConfigError
 from sdar.env_records import Task
+from sdar.errors import ConfigError
 
 SKILL_DIR = Path(__file__).parent
 

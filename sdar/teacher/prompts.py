@@ -23,8 +23,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sdar.config import ConfigError
 from sdar.env_records import Task
+from sdar.errors import ConfigError
 from sdar.records import Turn
 from sdar.skills.library import get_skill_library, teacher_context
 

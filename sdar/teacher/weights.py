@@ -23,7 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
-from sdar.config import ConfigError, TeacherConfig
+from sdar.config import TeacherConfig
+from sdar.errors import ConfigError
 from sdar.models.sharding import copy_full_, full_tensor
 
 WEIGHT_KINDS = ("live", "base", "ema")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.models.sharding import full_tensor, is_sharded
 from sdar.models.trained import STATE, WEIGHTS, checkpoint_path, latest_checkpoint, load_trainable_weights
 from sdar.training.distributed import DataParallel

@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sdar.config import Config, ConfigError
+from sdar.config import Config
+from sdar.errors import ConfigError
 from sdar.models.architectures import Architecture
 from sdar.models.shapes import ModelShape, model_shape
 

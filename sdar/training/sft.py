@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from sdar.config import Config, ConfigError, to_dict
+from sdar.config import Config, to_dict
 from sdar.envs import get_env_spec, make_env
 from sdar.envs.policies import default_reply, expert_demonstrations
+from sdar.errors import ConfigError
 from sdar.models import load_model, token_logprobs
 from sdar.models.trained import WARM_START_FOLDER, WARM_START_SUMMARY
 from sdar.records import Turn, pack_sequences

@@ -15,7 +15,8 @@ from sdar.algorithms import (
     settings_for_method,
     truncated_importance_weights,
 )
-from sdar.config import AlgorithmConfig, ConfigError, load_config
+from sdar.config import AlgorithmConfig, load_config
+from sdar.errors import ConfigError
 
 
 def tensor(values):

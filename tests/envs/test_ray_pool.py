@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from sdar.config import ConfigError, EnvConfig, load_config
+from sdar.config import EnvConfig, load_config
 from sdar.envs.executors import make_env_pool
 from sdar.envs.policies import ExpertPolicy, RandomAdmissiblePolicy, run_episode, run_episodes
 from sdar.envs.pool import EnvPool
 from sdar.envs.ray_pool import RayEnvPool, RayPoolError
+from sdar.errors import ConfigError
 
 from .fakes import CounterEnv
 from .test_pool import scripted_run, strip_pids

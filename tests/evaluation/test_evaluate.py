@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from sdar.cli import main
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
 from sdar.envs import env_factory, make_env
 from sdar.envs.policies import run_episodes
 from sdar.envs.pool import EnvPool
+from sdar.errors import ConfigError
 from sdar.evaluation import (
     EpisodeRecord,
     Panel,

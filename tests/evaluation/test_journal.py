@@ -8,7 +8,8 @@ import json
 import pytest
 
 from sdar.cli import main
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
+from sdar.errors import ConfigError
 from sdar.evaluation import EpisodeRecord, evaluate
 from sdar.evaluation.journal import PARTIAL, Journal
 from sdar.locking import DirectoryInUse

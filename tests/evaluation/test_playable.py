@@ -2,7 +2,8 @@
 
 import pytest
 
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
+from sdar.errors import ConfigError
 from sdar.evaluation.evaluate import check_playable, evaluate
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sdar.cli import main
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.evaluation.document import Heading, Paragraph, Table, to_html, to_markdown
 from sdar.evaluation.plots import curve_band, curve_groups
 from sdar.evaluation.report import (

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from sdar.cli import main
-from sdar.config import ConfigError
+from sdar.errors import ConfigError
 from sdar.evaluation.viewer import (
     embed_json,
     evaluation_episodes,

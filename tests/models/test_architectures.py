@@ -6,7 +6,8 @@ from importlib import metadata
 import pytest
 import torch
 
-from sdar.config import ConfigError, ModelConfig
+from sdar.config import ModelConfig
+from sdar.errors import ConfigError
 from sdar.models import load_model, token_logprobs
 from sdar.models.architectures import (
     ARCHITECTURES,

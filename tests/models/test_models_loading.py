@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from sdar.config import ConfigError, ModelConfig
+from sdar.config import ModelConfig
+from sdar.errors import ConfigError
 from sdar.models import ModelUnavailableError, build_tiny_model, build_tiny_tokenizer, embedded, load_model
 
 

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from sdar.config import ConfigError
-from sdar.errors import ActionableError
+from sdar.errors import ActionableError, ConfigError
 from sdar.retrieval.base import Document, Hit
 from sdar.retrieval.http import HttpRetriever, RetrieverServerError
 from sdar.retrieval.server import ServerLimits, make_server, parse_retrieve_request, start_in_thread

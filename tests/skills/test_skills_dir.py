@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
 from sdar.env_records import Task
 from sdar.envs import get_env_spec
+from sdar.errors import ConfigError
 from sdar.skills.library import SKILL_DIR, library_name, skills_dir_fingerprint, teacher_context
 
 ALFWORLD = get_env_spec("alfworld")

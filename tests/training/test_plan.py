@@ -6,7 +6,8 @@ import json
 import pytest
 
 from sdar.cli import main
-from sdar.config import ConfigError, load_config
+from sdar.config import load_config
+from sdar.errors import ConfigError
 from sdar.models.architectures import ARCHITECTURES, hf_config
 from sdar.models.shapes import model_shape, resolve_architecture
 from sdar.training.plan import GIB, PHASES, estimate, make_plan

@@ -147,7 +147,7 @@ def test_a_lora_warm_start_keeps_its_adapter_and_is_rebuilt_from_it_elsewhere(tm
 
 
 def test_an_adapter_folder_without_its_files_is_a_clear_error(tmp_path):
-    from sdar.config import ConfigError
+    from sdar.errors import ConfigError
 
     config = load_config("smoke", [*SMALL, f"sft.adapter={tmp_path}"])
     with pytest.raises(ConfigError, match="no adapter_config.json, adapter_model.safetensors, sft_summary"):

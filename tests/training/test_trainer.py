@@ -328,7 +328,7 @@ def test_a_second_trainer_into_a_run_directory_in_use_is_refused_before_loading_
 
 
 def test_a_new_run_is_refused_a_directory_holding_another_runs_steps(tmp_path, monkeypatch):
-    from sdar.config import ConfigError
+    from sdar.errors import ConfigError
     from sdar.training import trainer as trainer_module
 
     _, run_dir = run(tmp_path)
@@ -343,7 +343,7 @@ def test_a_new_run_is_refused_a_directory_holding_another_runs_steps(tmp_path, m
 
 
 def test_a_run_that_fails_to_start_leaves_no_directory_and_keeps_an_existing_one(tmp_path):
-    from sdar.config import ConfigError
+    from sdar.errors import ConfigError
 
     missing_model = [*FAST, f"model.name={tmp_path / 'no-such-model'}"]
     with pytest.raises(ConfigError):
@@ -379,7 +379,7 @@ def test_a_run_that_cannot_fit_its_gpu_is_refused_before_loading_a_model(tmp_pat
     """trainer.memory_check on a GPU (faked here: an 80 GiB device, a 7B model trained whole on it)."""
     from types import SimpleNamespace
 
-    from sdar.config import ConfigError
+    from sdar.errors import ConfigError
     from sdar.training import trainer as trainer_module
     from sdar.training.distributed import DataParallel
 

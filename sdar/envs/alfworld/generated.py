@@ -12,8 +12,8 @@ import dataclasses
 from functools import partial
 from pathlib import Path
 
-from sdar.config import ConfigError
 from sdar.envs.alfworld.engine import TASK_TYPES
+from sdar.errors import ConfigError
 
 PANEL_SIZES = {"train": 120, "valid": 60, "test": 60}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 
-from sdar.config import ConfigError
 from sdar.envs.base import EnvSpec, missing_package_or_data
 from sdar.envs.search_qa.datasets import DATASETS, resolve_data_dir
 from sdar.envs.search_qa.env import SearchQAEnv
@@ -24,6 +23,7 @@ from sdar.envs.search_qa.prompts import (
     render_search_reply,
 )
 from sdar.envs.search_qa.resources import QuestionBank, load_data_resources
+from sdar.errors import ConfigError
 
 OPTIONS = ("topk", "retriever", "retriever_url", "corpus_path", "dense_model", "cache_dir")
 

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdar.config import ConfigError
 from sdar.envs.search_qa.corpus import AnswerIndex, Corpus, build_corpus
 from sdar.envs.search_qa.datasets import DATA_SOURCES, DATASET_FILES, QAItem, load_dataset, resolve_data_dir
 from sdar.envs.search_qa.splits import split_task_ids
+from sdar.errors import ConfigError
 from sdar.retrieval import make_retriever
 from sdar.retrieval.base import Document, Retriever, load_corpus_jsonl, split_contents
 

@@ -166,8 +166,9 @@ def test_prompts_show_question_history_and_the_last_result(env):
 @needs_data
 def test_registry_builds_the_env_from_the_shipped_data():
     pytest.importorskip("pyarrow")
-    from sdar.config import ConfigError, load_config
+    from sdar.config import load_config
     from sdar.envs import get_env_spec, make_env
+    from sdar.errors import ConfigError
 
     config = load_config("search_qa_smoke", [f"env.data_dir={DATA}"])
     env = make_env(config.env)
