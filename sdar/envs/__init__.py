@@ -18,6 +18,7 @@ from sdar.envs.base import ENVS, EnvSpec, TextEnv, get_env_spec, register_env
 from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
 from sdar.envs.replies import parse_action_reply
 from sdar.envs.search_qa import SEARCH_QA_SPEC
+from sdar.envs.toy import TOY_SPEC
 from sdar.envs.webshop import WEBSHOP_SPECS
 from sdar.errors import ConfigError
 
@@ -68,6 +69,7 @@ register_env(
 register_env(SEARCH_QA_SPEC)
 for _webshop_spec in WEBSHOP_SPECS:
     register_env(_webshop_spec)
+register_env(TOY_SPEC)
 
 
 def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
