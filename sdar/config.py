@@ -18,40 +18,11 @@ from typing import Any
 
 import yaml
 
-from sdar.config_files import (
-    from_dict,
-    merge_overrides,
-    parse_override,
-    preset_names,
-    read_source,
-    to_dict,
-)
+from sdar.config_files import from_dict, merge_overrides, read_source, to_dict
+from sdar.config_files import parse_override as parse_override  # the CLI's and tests' sdar.config names
+from sdar.config_files import preset_names as preset_names
 from sdar.errors import ConfigError
 from sdar.plugins import anchor_plugin_paths, import_plugins
-
-__all__ = [
-    "AlgorithmConfig",
-    "Config",
-    "EnvConfig",
-    "EvalConfig",
-    "ModelConfig",
-    "RolloutConfig",
-    "SFTConfig",
-    "TeacherConfig",
-    "TrainerConfig",
-    "VLLMConfig",
-    "bounded",
-    "choice",
-    "from_dict",
-    "load_config",
-    "merge_overrides",
-    "parse_override",
-    "preset_names",
-    "read_source",
-    "resolve",
-    "save_config",
-    "to_dict",
-]
 
 
 class RegistryNames(Sequence):
