@@ -1,7 +1,7 @@
 """Algorithm core: advantages, policy/KL/entropy/distillation losses, aggregation, the method table.
 
 Pure functions over tensors. Losses return per-token values [B, T] plus detached stats; `aggregate` is the
-one place that reduces; `policy_objective` composes one micro-batch loss for a method (spec/method.md §3).
+one place that reduces; `policy_objective` composes one micro-batch loss for a method (docs/method.md §3).
 """
 
 from sdar.algorithms.advantages import (

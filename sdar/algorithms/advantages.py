@@ -1,6 +1,6 @@
 """Group-relative advantages: one value per training row (a row = one turn of one episode).
 
-Two ways to take the group statistics (spec/method.md §3):
+Two ways to take the group statistics (docs/method.md §3):
 - "per_row" (release default): the statistic runs over ALL turn rows of the group, each contributing its
   return.
 - "per_episode" (classic GRPO): the statistic runs over the episodes of the group, each contributing the

@@ -5,7 +5,7 @@ accumulation is exact when the caller passes the normaliser of the whole mini-ba
 `num_rows`, from `count_tokens_and_rows` on the mini-batch's `response_mask`): then the sum of the
 micro-batch losses equals the mini-batch loss, value and gradient.
 
-Modes (spec/method.md §3):
+Modes (docs/method.md §3):
 - "token-mean":           Σ_{b,t} m·x / N_tokens                     (every token of the mini-batch alike)
 - "micro-batch-mean":     Σ_{b,t} m·x / (M · N_tokens(μ(b)))         (the release: the mean over the M
                                                                       micro-batches of each one's token-mean)

@@ -4,7 +4,7 @@ With x = ref_logprobs − logprobs (log of π_ref/π_θ on the sampled token), t
 are (Schulman, "Approximating KL divergence"):
 - k1 = logprobs − ref_logprobs                       (unbiased, can be negative)
 - k2 = ½ (logprobs − ref_logprobs)²
-- k3 = exp(x) − x − 1, clamped to [−10, 10]          (release default, spec/method.md §3; always ≥ 0)
+- k3 = exp(x) − x − 1, clamped to [−10, 10]          (release default, docs/method.md §3; always ≥ 0)
 """
 
 from __future__ import annotations

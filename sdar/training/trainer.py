@@ -1,4 +1,4 @@
-"""The trainer: spec/method.md §5, one call per line of the algorithm box, for every method of the table.
+"""The trainer: docs/method.md §5, one call per line of the algorithm box, for every method of the table.
 
     1-3  episodes  = rollout of B tasks x G episodes, rewards per row
     4    old       = log π_old of the sampled tokens (the step's start weights; see "π_old" below)
