@@ -1,6 +1,5 @@
-"""The paper's claims at this scale, judged on a runs folder's runs by criteria fixed in session 4 (before any
-run at the final settings ended), and SDAR − GRPO pooled over warm starts (post hoc); report.py prints
-them."""
+"""The paper's claims at this scale, judged on a runs folder's runs by criteria fixed before any run at the
+final settings ended, and SDAR − GRPO pooled over warm starts (post hoc); report.py prints them."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ Inputs: every finished run under results/ (eval/final written), the warm start's
 (teacher_vs_student/plain and /skills on the valid panel, results/warm-start-valid_seen on ALFWorld) and the
 skill-reading probes (teacher_vs_student/skill_reading.json of the warm start, skill_reading-RUN-stepN.json of
 the runs' checkpoints). Each runs folder's report/results.md holds its final and best tables, the
-teacher-student gap dynamics, the probes and links to the curves; the README block (between BEGIN and END)
-sums up the full design's runs folders, one part per warm start: progress, final tables and the paper's
-claims (judged by paper_claims.py). tests/test_experiment_report.py checks that all of them match the
+teacher-student gap dynamics, the probes, the paper's claims (judged by paper_claims.py) and links to the
+curves; the README block (between BEGIN and END) sums up the full design's runs folders in one table, one
+column per panel and warm start. tests/test_experiment_report.py checks that all of them match the
 committed results.
 """
 
@@ -45,6 +45,7 @@ from sdar.evaluation.report import (
     best_evaluation,
     build_tables,
     final_evaluation,
+    format_statistic,
     table_block,
     write_report,
 )
@@ -59,10 +60,11 @@ RESULTS = HERE / "results"
 # claims: the experiment's and its replica's (the same design from a retrained warm start), not the pilots'.
 REPLICA_RESULTS = HERE / "replica_warm_start" / "results"
 FULL_DESIGN = (RESULTS, REPLICA_RESULTS)
-README_PARTS = (  # (name in the pooled comparison, title, runs folder): the README block's parts
-    ("original", "From the experiment's warm start (session 5)", RESULTS),
-    ("replica", "From a replica of the warm start (`replica_warm_start/`, sessions 9-14)", REPLICA_RESULTS),
+README_PARTS = (  # (name in the pooled comparison, column title, runs folder): the README table's parts
+    ("original", "original warm start", RESULTS),
+    ("replica", "replica warm start", REPLICA_RESULTS),
 )
+README_ROWS = ("grpo", "grpo_opsd", "sdar", "warm start")  # the README table's rows, in this order
 WARM_START_EVALS = ("teacher_vs_student/plain", "teacher_vs_student/skills", "results/warm-start-valid_seen")
 BEGIN = "<!-- results: written by `python experiments/cpu_reproduction/report.py`; do not edit by hand -->"
 END = "<!-- results: end -->"
@@ -311,8 +313,8 @@ def evaluation_tables(everything: list[Run], title: str, choose, panels: set[str
 def claims_blocks(runs: list[Run]) -> list:
     return [
         Paragraph(
-            "**The paper's claims at this scale** (criteria fixed in session 4, before any run of this "
-            "experiment; they are in `experiments/cpu_reproduction/paper_claims.py`)"
+            "**The paper's claims at this scale** (criteria fixed before any run of this experiment; they "
+            "are in `experiments/cpu_reproduction/paper_claims.py`)"
         ),
         claims(runs),
     ]
@@ -365,28 +367,44 @@ def results_block(results: Path = RESULTS, report_dir: Path = REPORT, experiment
 
 
 def readme_block() -> str:
-    """The README's results block: per part (README_PARTS, one per warm start) its progress, final tables and
-    the paper's claims, and a link to its full block."""
-    blocks, parts = [Paragraph(LEGEND)], []
+    """The README's results block: ONE table of the final evaluation's Avg per method (rows) and per panel of
+    each warm start (columns), mean ± std over seeds, then SDAR − GRPO pooled over both warm starts and links
+    to each runs folder's full block (results.md)."""
+    columns: list[tuple[str, dict[str, str]]] = []  # (header, row label -> cell)
+    parts, links = [], []
     for label, title, results in README_PARTS:
         _, everything, runs = read_runs(results)
         parts.append((label, runs))
         full = relative(experiment_of(results) / "report" / "results.md")
-        blocks += [Paragraph(f"### {title}"), Paragraph(progress_line(runs))]
-        blocks += evaluation_tables(everything, *FINAL) + claims_blocks(runs)
-        blocks.append(Paragraph(f"Best evaluations, gap dynamics, probes and curves: [{full}]({full})."))
+        links.append(f"[{title}]({full})")
+        for table in build_tables(everything, final_evaluation):
+            cells = {
+                row.label: f"{format_statistic(row.cells.get('avg'), row.mismatched)} ({len(row.runs)})"
+                for row in table.rows
+            }
+            columns.append((f"{table.name}, {title} ({table.size} tasks)", cells))
+    rows = tuple(
+        (label, *(cells.get(label, "–") for _, cells in columns))
+        for label in README_ROWS
+        if any(label in cells for _, cells in columns)
+    )
+    blocks = [
+        Paragraph(
+            "Final success % (step 12; the warm start: before any RL step), mean ± population std over "
+            "training seeds (runs in brackets):"
+        ),
+        Table(("method", *(header for header, _ in columns)), rows),
+    ]
     pooled = [line for panel in (GENERATED_PANEL, VALID_SEEN_PANEL) if (line := pooled_line(parts, panel))]
     if pooled:
-        blocks += [
-            Paragraph("### Both warm starts together"),
-            Paragraph(
-                "Post hoc, not one of the criteria (they judge each warm start alone): every seed pair of "
-                "both warm starts, the two runs of a pair from one warm start and seed. The sign-flip test "
-                "asks how often the mean difference would be as far from 0 if each pair's difference were as "
-                "likely to have the other sign (no difference between the methods)."
-            ),
-            Bullets(tuple(pooled)),
-        ]
+        blocks.append(Bullets(tuple(pooled)))
+    blocks.append(
+        Paragraph(
+            "Per task type, best evaluations, the paper's claims judged, gap dynamics, probes and curves: "
+            + ", ".join(links)
+            + "."
+        )
+    )
     return to_markdown(blocks).strip()
 
 
