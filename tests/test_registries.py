@@ -11,8 +11,10 @@ import torch
 
 from sdar.algorithms import (
     ADVANTAGE_MODES,
+    ADVANTAGE_SHAPINGS,
     ADVANTAGES,
     AGGREGATIONS,
+    DISTILL_TERMS,
     GATES,
     KL_ESTIMATORS,
     METHODS,
@@ -22,7 +24,6 @@ from sdar.algorithms import (
     settings_for_method,
     settings_from_config,
 )
-from sdar.algorithms.distill import ADVANTAGE_SHAPINGS, DISTILL_TERMS
 from sdar.config import AlgorithmConfig, Config
 from sdar.models.backends import BACKENDS
 from sdar.models.loading import DTYPES

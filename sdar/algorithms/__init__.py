@@ -21,6 +21,8 @@ from sdar.algorithms.aggregation import (
     masked_token_std,
 )
 from sdar.algorithms.distill import (
+    ADVANTAGE_SHAPINGS,
+    DISTILL_TERMS,
     GATES,
     entropy_gate,
     gap_by_turn,
@@ -60,8 +62,10 @@ from sdar.algorithms.rollout_correction import (
 
 __all__ = [
     "ADVANTAGES",
+    "ADVANTAGE_SHAPINGS",
     "ADVANTAGE_MODES",
     "AGGREGATIONS",
+    "DISTILL_TERMS",
     "GATES",
     "KL_ESTIMATORS",
     "METHODS",
