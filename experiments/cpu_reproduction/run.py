@@ -24,9 +24,9 @@ measurement (teacher_vs_student/plain is what eval/step_0 of every run would be)
 results/warm-start-valid_seen/, after every run.
 
 A run's probes and valid_seen come right after its training, before the next run's training: they read its
-checkpoints, and checkpoints live only on the machine that trained the run. A session on a fresh machine
-(as each can be) thus leaves every run it trained complete, not trained but unevaluable. The warm start
-does not survive such a machine either, and training it again gives a different model
+checkpoints, and checkpoints live only on the machine that trained the run. A driver run that ends on a
+machine whose disk is not kept thus leaves every run it trained complete, not trained but unevaluable. The
+warm start does not survive such a machine either, and training it again gives a different model
 (replica_warm_start/): under finished runs, the driver refuses to (unless --new-warm-start).
 
 `--workers N` plays N stages at a time, each with cores / N threads (decoding a small batch uses a second

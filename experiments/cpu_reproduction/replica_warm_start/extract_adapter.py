@@ -2,8 +2,8 @@
 
     python experiments/cpu_reproduction/replica_warm_start/extract_adapter.py WARM_START OUTPUT
 
-WARM_START is a merged SFT directory that `sdar sft` wrote before it kept adapters (this one: the replica
-warm start of session 9). Its LoRA targets were changed by exactly scale * B @ A (rank 16), so each target
+WARM_START is a merged SFT directory that `sdar sft` wrote before it kept adapters (here: the replica warm
+start, README.md). Its LoRA targets were changed by exactly scale * B @ A (rank 16), so each target
 weight's difference from the base model is a rank-16 matrix up to float rounding: its truncated SVD gives
 back A and B. OUTPUT is then an adapter folder for `sft.adapter` (PEFT's files plus the warm start's
 sft_summary.json, which records the extraction's largest error in the merged weights it rebuilds).
