@@ -4,8 +4,9 @@ Importing the package registers every library it ships: ALFWorld's (library.py),
 modules, which register themselves on import and import library.py, never the reverse.
 """
 
-# Imported for their registrations: search_qa, toy, usual_places (alfworld-places) and webshop.
-from sdar.skills import search_qa, toy, usual_places, webshop  # noqa: F401
+# Imported for their registrations: object_location (alfworld-location, -half), search_qa, toy, usual_places
+# (alfworld-places) and webshop.
+from sdar.skills import object_location, search_qa, toy, usual_places, webshop  # noqa: F401
 from sdar.skills.library import (
     ALFWORLD_ROUTES,
     SKILL_LIBRARIES,
