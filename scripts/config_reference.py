@@ -125,6 +125,8 @@ def allowed(f: dataclasses.Field) -> str:
         parts.append(f"≥ {low:g}")
     elif high is not None:
         parts.append(f"≤ {high:g}")
+    if metadata.get("method_default"):
+        parts.append("`null` = the method's default")
     return ", ".join(parts)
 
 
@@ -137,7 +139,7 @@ def meaning(cls: type, f: dataclasses.Field, comments: dict) -> str:
         parts = parts[1:]
     if not parts:
         return "(no description yet)"
-    return " ".join(part[:1].upper() + part[1:] + "." for part in parts)
+    return " ".join(part + "." for part in parts)
 
 
 def cell(text: str) -> str:

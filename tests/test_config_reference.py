@@ -56,7 +56,7 @@ class Section:
     comments = reference.source_comments(source)
     assert comments[("Section", "mode")] == "Above the field, two lines. and at its end"
     rows = reference.section_table("section", Section, comments)
-    assert "| `mode` | `a` | `a`, `b` | The mode. Above the field, two lines. and at its end. |" in rows
+    assert "| `mode` | `a` | `a`, `b` | the mode. Above the field, two lines. and at its end. |" in rows
     assert "| `rate` | `0.5` | [0, 1] | (no description yet) |" in rows
     assert "| `bare` | `3` |  | (no description yet) |" in rows
     assert reference.format_value(None) == "`null`" and reference.format_value("") == '`""`'
