@@ -143,7 +143,7 @@ def settings_for_method(name: str, **overrides: Any) -> ObjectiveSettings:
     shared = {f.name for f in dataclasses.fields(MethodSpec)} & {
         f.name for f in dataclasses.fields(ObjectiveSettings)
     }
-    defaults = {name: getattr(method, name) for name in shared}
+    defaults = {field_name: getattr(method, field_name) for field_name in shared}
     return ObjectiveSettings(**{**defaults, **overrides})
 
 
