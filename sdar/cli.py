@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -439,7 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (kill, SLURM's time limit, a scheduler's preemption) unwinds like Ctrl-C: the trainer's
+    `finally` blocks run, so a vLLM engine and env workers stop with the command instead of outliving it."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():  # signal handlers need the main thread
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers' per-load "Loading weights" bars would interleave with sdar's own progress display
     # (sdar.models.loading turns them off when it loads a model).
@@ -460,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C
         print(f"sdar {args.command}: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell's status for a command Ctrl-C stopped
+    except SystemExit as stop:
+        if stop.code == 128 + signal.SIGTERM:
+            print(f"sdar {args.command}: terminated", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":
