@@ -5,9 +5,9 @@
         --max-turns 1 --max-new-tokens 64                               # the quickstart shape, ~6 min
     python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --memory-only   # 8 rows x 512 tokens
 
-One rollout is collected with the trainer's own session (`Trainer.session.rollout`, spec §5 steps 1-3), packed
-into one batch, and every phase is then timed on that batch (median of --repeats, phases round robin so that
-load drifts hit all alike, CPU time of this process next to wall time; the weights, optimizer and scheduler
+One rollout is collected with the trainer's own session (`Trainer.session.rollout`, docs/method.md §5
+steps 1-3), packed into one batch, and every phase is then timed on that batch (median of --repeats, phases
+round robin so that load drifts hit all alike, CPU time of this process next to wall time; the weights, optimizer and scheduler
 are restored before each update):
     GRPO step = old log-probs + ref log-probs + update (PPO-clip + entropy + KL)
     SDAR step = the same + teacher log-probs + the distillation term in the update

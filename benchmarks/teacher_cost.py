@@ -1,4 +1,5 @@
-"""Cost of the teacher pass (spec §5 step 5): shared skill prefix vs a full forward per row, vs a GRPO step.
+"""Cost of the teacher pass (docs/method.md §5 step 5): shared skill prefix vs a full forward per row, vs a
+GRPO step.
 
     python benchmarks/teacher_cost.py                       # tiny model, CPU
     python benchmarks/teacher_cost.py --model smollm2-135m  # the embedded SmolLM2-135M-Instruct

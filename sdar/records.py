@@ -16,7 +16,7 @@ from sdar.env_records import Task
 
 @dataclass
 class Turn:
-    """One policy reply and the env's response: one training row (spec §1)."""
+    """One policy reply and the env's response: one training row (docs/method.md §1)."""
 
     task: Task
     group_index: int  # which task of the step this row's group is

@@ -1,9 +1,9 @@
 """The TextEnv protocol every environment (ALFWorld, WebShop, Search-QA, yours) implements, and its registry.
 
 An env is a stateful text game: `reset(task_id)` starts one task, `step(action)` applies one action string
-(already extracted from the model's reply; an invalid reply is stepped as a no-op, spec §1). Everything that
-crosses the boundary is plain text plus two small records (Task, StepResult: `sdar.env_records`, the ground
-floor every layer imports), so envs can live in worker processes.
+(already extracted from the model's reply; an invalid reply is stepped as a no-op, docs/method.md §1).
+Everything that crosses the boundary is plain text plus two small records (Task, StepResult:
+`sdar.env_records`, the ground floor every layer imports), so envs can live in worker processes.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class EnvSpec:
     task_types: tuple[str, ...] = ()  # all task types the router knows; () = unknown (reserve for all skills)
     requires: str = ""  # the pip extra, e.g. "alfworld"
     # The paper's "Avg": success over all "episodes" (ALFWorld, WebShop), or the plain mean over "task_types"
-    # (Search-QA: the mean of the datasets, spec §7).
+    # (Search-QA: the mean of the datasets, docs/method.md §7).
     average: str = "episodes"
     # check(data_dir=None): why the env cannot run here (with env.data_dir when set), or None
     check: Callable[..., str | None] = lambda data_dir=None: None

@@ -1,6 +1,6 @@
 """History memory: the (observation, action) pairs of one episode, and their rendering into the prompt.
 
-At turn k the prompt shows the last H pairs (H = 2 ALFWorld/WebShop, 4 Search-QA; spec/method.md §1). Pair j
+At turn k the prompt shows the last H pairs (H = 2 ALFWorld/WebShop, 4 Search-QA; docs/method.md §1). Pair j
 is the observation the agent saw at step j and the action it stepped in reply (the executed action: for an
 invalid reply, the no-op string). Steps are numbered from 1. One rendered line per pair:
 

@@ -1,4 +1,4 @@
-"""Reply parsing and validity (spec/method.md §1): turn a model reply into the text the env steps.
+"""Reply parsing and validity (docs/method.md §1): turn a model reply into the text the env steps.
 
 Two reply formats:
 - ALFWorld / WebShop: `<think>...</think><action>...</action>` → `parse_action_reply`.

@@ -1,4 +1,4 @@
-"""The batched multi-turn rollout (spec/method.md §5, steps 1-3): B tasks x G episodes -> Episodes of Turns.
+"""The batched multi-turn rollout (docs/method.md §5, steps 1-3): B tasks x G episodes -> Episodes of Turns.
 
 `collect_episodes` launches G episodes of each of B tasks (group g = task g; every episode of a group starts
 from the identical task), one env slot per episode (episode e uses slot `first_slot + e`). At each turn:
@@ -18,7 +18,7 @@ as failed with the error recorded; nothing else stops), or at `max_turns`.
 
 Rewards: the episode return is the SUM of the env's step rewards (ALFWorld: 10 on the winning step, else 0,
 so the return is 10 if won else 0), `won` is the env's own flag, and `assign_row_rewards` then gives every
-row the return minus the invalid-action penalty of that turn (spec §1).
+row the return minus the invalid-action penalty of that turn (docs/method.md §1).
 
 Skills for the student (Skill-GRPO): `skills_for(task) -> str | None`; a non-empty text is put into the
 student's user message by `student_message(skills, message)` (default `add_skills_to_message`), and the
@@ -55,7 +55,7 @@ FINISH_REASONS = ("eos", "stop", "length")
 class RolloutSettings:
     """Everything the rollout loop needs besides the envs, model and tasks. Each field but the last two is the
     config field of the same name in the `rollout` or `env` section, default included (the paper's ALFWorld
-    settings, spec §6); `from_config` reads them by name."""
+    settings, docs/method.md §6); `from_config` reads them by name."""
 
     group_size: int = RolloutConfig.group_size  # G: episodes per task
     max_turns: int = EnvConfig.max_turns  # T_max

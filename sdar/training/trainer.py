@@ -271,7 +271,7 @@ class Trainer:
             parallel=self.parallel,
         )
 
-    # ---- one step (spec §5) --------------------------------------------------------------------------------
+    # ---- one step (docs/method.md §5) -------------------------------------------------------------------
     def reference_logprobs(self, batch):
         if self.reference is None:
             return None

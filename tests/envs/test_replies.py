@@ -1,4 +1,4 @@
-"""Reply parsing: validity rules of spec/method.md §1 and hostile input (nothing may raise)."""
+"""Reply parsing: validity rules of docs/method.md §1 and hostile input (nothing may raise)."""
 
 import random
 import time

@@ -1,4 +1,5 @@
-"""Search-QA skill routing (spec §4): by dataset, plus comparison for "which ... or ..." questions."""
+"""Search-QA skill routing (docs/method.md §4): by dataset, plus comparison for "which ... or ..."
+questions."""
 
 import pytest
 

@@ -7,8 +7,8 @@
   A split with no games is an error: the engine would otherwise hang forever on reset (machine-notes).
 - Episodes. reset() loads the game (the last loaded game is kept, so the G episodes of a group skip the ~1 s
   load) and returns the first observation with its admissible commands; step() gives reward 10 and done on a
-  win (spec §1: ALFWorld gives 10 on success, else 0). The env records the steps it took but does not cut
-  episodes: the rollout enforces T_max.
+  win (docs/method.md §1: ALFWorld gives 10 on success, else 0). The env records the steps it took but does
+  not cut episodes: the rollout enforces T_max.
 - Robustness. Actions are cleaned before the engine sees them (`clean_action`): control/invisible characters
   dropped, whitespace collapsed, lower-cased (the grammar is lower-case and the release lower-cases replies)
   and cut to `max_action_chars`; anything unknown gets the engine's own "Nothing happens.". An engine

@@ -1,4 +1,4 @@
-"""The ALFWorld user message (spec/method.md §1), built from plain-text templates a user can read and edit.
+"""The ALFWorld user message (docs/method.md §1), built from plain-text templates a user can read and edit.
 
 Two templates live in `templates/` next to this file:
 - `first_turn.txt` (step 0, no history): {task}, {observation}, {admissible_actions}.

@@ -67,7 +67,7 @@ SEARCH_QA_SPEC = EnvSpec(
     task_types=DATASETS,
     requires="search",
     check=check_search_qa,
-    average="task_types",  # spec §7: Avg = the plain mean of the datasets
+    average="task_types",  # docs/method.md §7: Avg = the plain mean of the datasets
     min_turns=1,  # an answer on the first turn ends the episode
     policies=("no_search",),  # the closed-book baseline (sdar.envs.search_qa.policies)
     turn_limit_argument="max_turns",  # env.max_turns ends the episode and is the limit the prompt states

@@ -18,7 +18,7 @@ from pathlib import Path
 
 DATA_VARIABLE = "SEARCHQA_DATA"
 
-# The seven evaluation datasets, in the paper's Table 1 column order (spec §7).
+# The seven evaluation datasets, in the paper's Table 1 column order (docs/method.md §7).
 DATASETS: tuple[str, ...] = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 TRAIN_POOL = "ambigqa"  # NQ-open train questions (AmbigQA train); data_source "nq"
 

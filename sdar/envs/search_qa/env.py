@@ -1,4 +1,4 @@
-"""SearchQAEnv: the Search-R1 protocol over local retrieval (spec/method.md §1, §7).
+"""SearchQAEnv: the Search-R1 protocol over local retrieval (docs/method.md §1, §7).
 
 One task = one question. Actions are the canonical tag texts the reply parser produces:
 - `<search>query</search>`: the retriever's top-k passages (default 3) come back as the observation, wrapped

@@ -1,4 +1,4 @@
-"""Answer scoring of the Search-R1 protocol (spec/method.md §1, §7): exact match and token F1.
+"""Answer scoring of the Search-R1 protocol (docs/method.md §1, §7): exact match and token F1.
 
 Normalisation, in Search-R1's order: lower-case, remove ASCII punctuation (`string.punctuation`), drop the
 articles "a", "an", "the" as whole words, then collapse every whitespace run to one space and strip. EM is 1

@@ -1,4 +1,4 @@
-"""The Search-QA user message and reply format (spec/method.md §1), from editable plain-text templates.
+"""The Search-QA user message and reply format (docs/method.md §1), from editable plain-text templates.
 
 `templates/first_turn.txt` (turn 1): {question}, {max_turns}. `templates/with_history.txt` (later turns): also
 {step_count}, {history_count}, {history} (the last H = 4 (observation, action) pairs, rendered by

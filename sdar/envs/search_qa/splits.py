@@ -1,4 +1,4 @@
-"""The Search-QA splits: fixed per-dataset evaluation panels and the training pool (spec §7).
+"""The Search-QA splits: fixed per-dataset evaluation panels and the training pool (docs/method.md §7).
 
 A panel is a fixed subsample of one dataset: its questions ordered by sha256 of their task id (a fixed,
 content-independent shuffle that does not depend on file order), then the first PANEL_SIZES[dataset].

@@ -1,4 +1,5 @@
-"""The seven WebShop goal categories of the skill router (spec §4), recognised by keywords in the goal text.
+"""The seven WebShop goal categories of the skill router (docs/method.md §4), recognised by keywords in the
+goal text.
 
 A goal may name several (a "phone case with a wrist strap" is electronics and accessories); `goal_categories`
 returns all of them in the fixed order below, or ("other",) when no keyword matches. Keywords are whole words,

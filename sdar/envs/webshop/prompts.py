@@ -1,4 +1,4 @@
-"""The WebShop user message (spec/method.md §1), from the two editable templates in `templates/`.
+"""The WebShop user message (docs/method.md §1), from the two editable templates in `templates/`.
 
 Same placeholders and mechanics as the ALFWorld prompt (sdar.envs.alfworld.prompts): `first_turn.txt` (no
 history) and `with_history.txt`. WebShop specifics, following the release (verl-agent's WebShop manager):

@@ -1,4 +1,4 @@
-"""The Search-QA skill library (spec §4): general skills plus routing by dataset and question form.
+"""The Search-QA skill library (docs/method.md §4): general skills plus routing by dataset and question form.
 
 Dataset routes: NQ and TriviaQA -> direct retrieval; PopQA -> entity-attribute lookup; HotpotQA, 2Wiki,
 MuSiQue, Bamboogle -> multi-hop. A "which ... or ..." question also gets the comparison skill, whatever its

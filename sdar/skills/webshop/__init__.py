@@ -1,4 +1,4 @@
-"""The WebShop skill library (spec §4): general shopping skills plus one skill per goal category.
+"""The WebShop skill library (docs/method.md §4): general shopping skills plus one skill per goal category.
 
 Routing is by keywords on the goal text (sdar.envs.webshop.categories): apparel, footwear, home_decor,
 electronics, accessories, beauty_health, and other when no keyword matches; every matching category's skill is
