@@ -7,8 +7,8 @@
 
 One rollout is collected with the trainer's own session (`Trainer.session.rollout`, docs/method.md §5
 steps 1-3), packed into one batch, and every phase is then timed on that batch (median of --repeats, phases
-round robin so that load drifts hit all alike, CPU time of this process next to wall time; the weights, optimizer and scheduler
-are restored before each update):
+round robin so that load drifts hit all alike, CPU time of this process next to wall time; the weights,
+optimizer and scheduler are restored before each update):
     GRPO step = old log-probs + ref log-probs + update (PPO-clip + entropy + KL)
     SDAR step = the same + teacher log-probs + the distillation term in the update
 with the teacher's shared skill prefix on and off (`teacher.share_prefix`). The ratio is printed for the
