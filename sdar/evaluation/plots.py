@@ -1,6 +1,8 @@
 """Learning curves of `sdar report`: one PNG per quantity, one line per method (mean over its seeds) with a
-min-max band over seeds; on the success panel, the runs' evaluations (RUN/eval/*) as markers. The numbers come
-from pure functions; matplotlib (Agg, no display) only draws.
+min-max band over seeds; on the success panel, the runs' evaluations (RUN/eval/*) as markers (mean over the
+seeds evaluated at that step) with a min-max bar. A single seed draws a line (or markers) without band or
+bar; the legend names n and says what line and band are. The numbers come from pure functions; matplotlib
+(Agg, no display) only draws.
 
 Lines that coincide stay visible: each method's line is drawn narrower than the one before and above it, with
 its own marker, so equal curves show as one line inside another. Bands are light, outlined and hatched per
@@ -74,6 +76,7 @@ HATCHES = ("////", "\\\\", "....", "xx", "||", "--", "++", "oo")
 EVALUATION_MARKERS = ("*", "p", "H", "d")  # one per panel
 MAX_MARKERS = 12  # per line: enough to tell the methods apart, few enough not to hide the line
 BAND_ALPHA = 0.12
+SPREAD_LEGEND = "line, marker: mean of n seeds; band, bar: min–max over them"
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ def curve_figure(curve: Curve, runs: list[Run]):
     axes = figure.subplots()
     colours = rcParams["axes.prop_cycle"].by_key()["color"]
     panels = sorted({panel for _, panel in evaluations})
+    spread = False  # some band or bar is drawn: the legend says what it is
     for index, label in enumerate(groups):
         colour = colours[index % len(colours)]
         # Earlier groups are wider and lower: a later line equal to one before shows inside it.
@@ -200,6 +204,7 @@ def curve_figure(curve: Curve, runs: list[Run]):
                 label=f"{name} (n={seeds})",
             )
             if seeds > 1:
+                spread = True
                 axes.fill_between(
                     steps,
                     [p.low for p in points],
@@ -227,6 +232,19 @@ def curve_figure(curve: Curve, runs: list[Run]):
                 clip_on=False,
                 label=f"{label} evaluation {panel} (n={max(p.count for p in points)})",
             )
+            if max(p.count for p in points) > 1:
+                spread = True
+                axes.errorbar(
+                    [p.step for p in points],
+                    [p.mean for p in points],
+                    yerr=[[p.mean - p.low for p in points], [p.high - p.mean for p in points]],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.0 + layer,
+                    capsize=3.0 + layer,
+                    zorder=3.0 + 0.1 * index,
+                    clip_on=False,
+                )
     axes.set_title(curve.title, fontsize=10)
     axes.set_xlabel("training step")
     axes.set_ylabel(curve.ylabel)
@@ -236,7 +254,7 @@ def curve_figure(curve: Curve, runs: list[Run]):
     if curve.share:
         axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, title=SPREAD_LEGEND if spread else None, title_fontsize=7)
     figure.tight_layout()
     return figure
 
@@ -256,6 +274,11 @@ def plot_curves(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
             continue
         path = output_dir / f"curve_{curve.stem}.png"
         figure.savefig(path)
-        caption = f"{curve.title}; band: min-max over seeds; equal lines show one inside the other"
+        caption = (
+            f"{curve.title}; line: mean over a method's n seeds, band: min–max over them (one seed: a line "
+            "without band)"
+            + ("; evaluations: mean marker, min–max bar" if curve.evaluations else "")
+            + "; equal lines show one inside the other"
+        )
         written.append((path, caption))
     return written

@@ -1,10 +1,12 @@
-"""`sdar report RUN_DIR...`: a Table-1-style comparison of runs (spec §7-§8) plus learning curves.
+"""`sdar report RUN_DIR...`: a Table-1-style comparison of runs (docs/method.md §7-§8), where the gate
+matters per run (`gate_stats`, `gate_plots`) and learning curves.
 
 Rows are methods (`algorithm.method`; `model · method` when the runs use several models); column groups are
 evaluation panels (e.g. `alfworld/valid_seen`), each with one column per task type, "Avg" (overall success;
-for Search-QA the plain mean of the datasets, spec §7; "Acc" when the env has a `score`), and one column per
-env metric (WebShop Score, Search-QA F1). Runs of the same method, model and panel are seeds: a cell is the
-mean ± population std over them; a cell of a single run shows the std over its evaluation seeds, marked `*`.
+for Search-QA the plain mean of the datasets, docs/method.md §7; "Acc" when the env has a `score`), and one
+column per env metric (WebShop Score, Search-QA F1). Runs of the same method, model and panel are seeds: a
+cell is the mean ± population std over them; a cell of a single run shows the std over its evaluation seeds,
+marked `*`.
 
 Which evaluation of a run counts: per panel, "final" is the one of the highest checkpoint step, else the one
 labelled `final`, else the only one; "best" is the one of the highest success rate. Results measured on
@@ -21,10 +23,18 @@ from pathlib import Path
 
 from sdar.errors import ConfigError
 from sdar.evaluation.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from sdar.evaluation.gate_plots import plot_gate_histograms
+from sdar.evaluation.gate_stats import (
+    GATE_LEGEND,
+    HISTOGRAM_NOTE,
+    gate_rows,
+    gate_table,
+    runs_without_histogram,
+)
 from sdar.evaluation.plots import panel_name, plot_curves
 from sdar.evaluation.runs import Evaluation, Run
 
-MACRO_AVERAGE_ENV_PREFIXES = ("search",)  # spec §7: Search-QA "Avg" = plain mean of the datasets
+MACRO_AVERAGE_ENV_PREFIXES = ("search",)  # docs/method.md §7: Search-QA "Avg" = plain mean of the datasets
 MISMATCH_MARK = "†"
 WITHIN_EVAL_MARK = "*"
 
@@ -277,8 +287,23 @@ LEGEND = (
 )
 
 
-def report_blocks(runs: list[Run], plots: list[tuple[str, str]], command: str = "", notes=()) -> list[Block]:
-    """The whole report as blocks: final and best tables per panel, the runs, curves, warnings."""
+def gate_blocks(runs: list[Run], histograms: list[tuple[str, str]]) -> list[Block]:
+    """The gate section: a row per training run (where the gate leaves ½, mean gate and gap), then the gate's
+    histogram over training and a list of the runs it leaves out; nothing when no run has a gate."""
+    rows = gate_rows(runs)
+    if not histograms and not any(row.off_half or row.gate_mean for row in rows):
+        return []
+    blocks: list[Block] = [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(rows)]
+    blocks += [Image(path, caption) for path, caption in histograms]
+    left_out = runs_without_histogram(runs)  # run names are untrusted: a list item, escaped, not a paragraph
+    return blocks + ([Paragraph(HISTOGRAM_NOTE), Bullets(tuple(left_out))] if left_out else [])
+
+
+def report_blocks(
+    runs: list[Run], plots: list[tuple[str, str]], command: str = "", notes=(), histograms=()
+) -> list[Block]:
+    """The whole report as blocks: final and best tables per panel, the gate per run, the runs, curves,
+    warnings. `plots` and `histograms`: (image path, caption) of the curves and of the gate histogram."""
     blocks: list[Block] = [Heading("sdar report", 1)]
     if command:
         blocks += [Paragraph("Made by:"), Paragraph(command, code=True)]
@@ -292,6 +317,7 @@ def report_blocks(runs: list[Run], plots: list[tuple[str, str]], command: str = 
         for table in tables:
             size = f", {table.size} tasks" if table.size is not None else ""
             blocks += [Heading(f"{table.name} (env {table.env}{size})", 3), table_block(table)]
+    blocks += gate_blocks(runs, list(histograms))
     blocks += [Heading("Runs", 2), run_table(runs)]
     if plots:
         blocks.append(Heading("Learning curves", 2))
@@ -321,13 +347,19 @@ def write_report(
     output_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     try:
-        plots = plot_curves(runs, output_dir)
+        plots, histograms = plot_curves(runs, output_dir), plot_gate_histograms(runs, output_dir)
     except ImportError as error:
-        plots, notes = [], [f"learning curves skipped: {error}"]
-    blocks = report_blocks(runs, [(path.name, caption) for path, caption in plots], command, notes)
+        plots, histograms, notes = [], [], [f"learning curves skipped: {error}"]
+    blocks = report_blocks(
+        runs,
+        [(path.name, caption) for path, caption in plots],
+        command,
+        notes,
+        [(path.name, caption) for path, caption in histograms],
+    )
     written = {"markdown": output_dir / "report.md", "html": output_dir / "report.html"}
     written["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
     written["html"].write_text(to_html(blocks, "sdar report", image_base=output_dir), encoding="utf-8")
-    for path, _ in plots:
+    for path, _ in plots + histograms:
         written[path.stem] = path
     return written
