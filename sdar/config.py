@@ -4,7 +4,8 @@ A config is built from a preset name or a YAML file, then dotted `section.field=
 (`sdar.config_files`), and is validated when constructed: a bad field raises `ConfigError` naming the field,
 the bad value and what is allowed. A field's choices that name registry entries (methods, gates, advantage
 estimators, ...) are read from that registry. `None` in an algorithm field means "the method's default" (see
-`sdar.algorithms.methods`); `resolve()` fills those in so a saved config states every value the run used.
+`sdar.algorithms.methods`), in env.max_turns "the env's turn limit" (its registry entry); `resolve()` fills
+those in so a saved config states every value the run used.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ class EnvConfig(_Section):
     name: str = "alfworld-gen"
     split: str = "train"
     data_dir: str = ""  # "" = the env's own variable (e.g. $ALFWORLD_DATA)
-    max_turns: int = bounded(50, 1)
+    # null = the env's protocol limit (its registry entry's default_max_turns, docs/environments.md): the
+    # resolved config (`sdar config`, RUN/config.yaml) states the number.
+    max_turns: int | None = bounded(None, 1, help="turns an episode may take")
     history_length: int = bounded(2, 0)
     invalid_penalty: float = bounded(0.1, 0.0)
     workers: int = bounded(1, 0, help="env worker processes (0 = in the trainer's process, no hang guard)")
@@ -159,6 +162,20 @@ class EnvConfig(_Section):
     # "host:port" = join that cluster's head (started with `ray start --head`).
     ray_address: str = ""
     options: dict = field(default_factory=dict)  # env-specific knobs, validated by the env itself
+
+    def resolved(self) -> EnvConfig:
+        """This section with max_turns set: `None` becomes the registered env's protocol limit
+        (`EnvSpec.default_max_turns`; a plugin's env is registered once the config's plugins are imported)."""
+        if self.max_turns is not None:
+            return self
+        from sdar.envs import ENVS
+
+        if self.name not in ENVS:
+            raise ConfigError(
+                f"env.name={self.name!r} is not a registered env; choose one of: {', '.join(sorted(ENVS))} "
+                "(an env of your own is registered by a module listed under plugins:)"
+            )
+        return dataclasses.replace(self, max_turns=ENVS[self.name].default_max_turns)
 
 
 @dataclass(frozen=True)
@@ -416,8 +433,9 @@ def load_config(source: str | None = None, overrides: list[str] | tuple = ()) ->
 
 
 def resolve(config: Config) -> Config:
-    """Fill every `None` algorithm field with the chosen method's default (`AlgorithmConfig.resolved`)."""
-    return dataclasses.replace(config, algorithm=config.algorithm.resolved())
+    """Fill every `None` algorithm field with the chosen method's default (`AlgorithmConfig.resolved`), and an
+    unset env.max_turns with the env's turn limit (`EnvConfig.resolved`)."""
+    return dataclasses.replace(config, env=config.env.resolved(), algorithm=config.algorithm.resolved())
 
 
 def save_config(config: Config, path: str | Path) -> None:

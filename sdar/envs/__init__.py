@@ -14,7 +14,7 @@ from sdar.envs.alfworld.engine import TASK_TYPES
 from sdar.envs.alfworld.env import admits as alfworld_admits
 from sdar.envs.alfworld.generated import make_generated_env
 from sdar.envs.alfworld.prompts import build_alfworld_prompt, template_prompt
-from sdar.envs.base import ENVS, EnvSpec, TextEnv, get_env_spec, register_env
+from sdar.envs.base import ENVS, EnvSpec, TextEnv, get_env_spec, register_env, turn_limit
 from sdar.envs.registry import alfworld_engine_missing, check_alfworld, make_alfworld_env
 from sdar.envs.replies import parse_action_reply
 from sdar.envs.search_qa import SEARCH_QA_SPEC
@@ -23,6 +23,9 @@ from sdar.envs.webshop import WEBSHOP_SPECS
 from sdar.errors import ConfigError
 
 ACTION_STOP = ("</action>",)
+# ALFWorld's turn limit in the paper's protocol (docs/method.md §6); generated games are solvable by the
+# planner within env.options.max_expert_steps (15 by default), well inside it.
+ALFWORLD_MAX_TURNS = 50
 
 
 def _alfworld_spec(name: str, factory, description: str, check, **fields) -> EnvSpec:
@@ -40,6 +43,7 @@ def _alfworld_spec(name: str, factory, description: str, check, **fields) -> Env
         requires="alfworld",
         check=check,
         admits=alfworld_admits,
+        default_max_turns=ALFWORLD_MAX_TURNS,
     )
 
 
@@ -82,7 +86,7 @@ def _factory_arguments(env_config) -> tuple[EnvSpec, dict]:
                 f"env.options.{name} is not an option of {spec.name!r}: its turn limit is env.max_turns "
                 f"(set env.max_turns={env_config.options[name]} instead)"
             )
-        arguments[name] = env_config.max_turns
+        arguments[name] = turn_limit(spec, env_config.max_turns)
     return spec, arguments
 
 

@@ -94,6 +94,10 @@ class EnvSpec:
     # The fewest turns in which any task of the env can be won (WebShop: search, click a product, buy): an
     # evaluation with env.max_turns below it cannot win an episode and is refused up front.
     min_turns: int = 1
+    # The turn limit of the env's protocol (docs/method.md §6: ALFWorld 50, WebShop 15, Search-QA 4): the
+    # env.max_turns of a config that leaves it unset (`sdar.config.resolve` writes the number into the
+    # config). An env that states none gets 50.
+    default_max_turns: int = 50
     # The env's own scripted eval policies (eval.policy values beyond model, expert and random, which every
     # env plays), e.g. Search-QA's no_search; an evaluation of another env refuses them.
     policies: tuple[str, ...] = ()
@@ -101,9 +105,16 @@ class EnvSpec:
     # section; a `data_dir` among them is the folder `check` is asked about.
     factory_arguments: Callable[..., dict] = data_dir_and_options
     # The factory keyword that receives env.max_turns, for an env that ends its episodes and words its prompt
-    # by the turn limit (Search-QA: "max_turns"); env.options may not set it, so the limit has one knob.
-    # "" = the env keeps no turn limit of its own (the rollout's env.max_turns still ends episodes).
+    # by the turn limit (Search-QA: "max_turns", WebShop: "max_steps"); env.options may not set it, so the
+    # limit has one knob. "" = the env keeps no turn limit of its own (the rollout's env.max_turns still ends
+    # episodes).
     turn_limit_argument: str = ""
+
+
+def turn_limit(spec: EnvSpec, max_turns: int | None) -> int:
+    """The most turns an episode of `spec`'s env may take: env.max_turns when set, else the env's protocol
+    limit (`EnvSpec.default_max_turns`)."""
+    return spec.default_max_turns if max_turns is None else max_turns
 
 
 ENVS: dict[str, EnvSpec] = {}
@@ -112,6 +123,11 @@ ENVS: dict[str, EnvSpec] = {}
 def register_env(spec: EnvSpec) -> EnvSpec:
     if spec.name in ENVS:
         raise ValueError(f"env {spec.name!r} is registered twice")
+    if spec.default_max_turns < max(spec.min_turns, 1):
+        raise ValueError(
+            f"env {spec.name!r}: default_max_turns={spec.default_max_turns} is below its min_turns="
+            f"{spec.min_turns}, so no episode under the default limit could be won"
+        )
     ENVS[spec.name] = spec
     return spec
 

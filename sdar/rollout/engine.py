@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from sdar.config import Config, EnvConfig, RolloutConfig
 from sdar.env_records import StepResult, Task
-from sdar.envs.base import EnvSpec, episode_metrics, metric_means
+from sdar.envs.base import EnvSpec, episode_metrics, metric_means, turn_limit
 from sdar.envs.history import EpisodeMemory
 from sdar.models.generation import GenerationBackend
 from sdar.records import Episode, Turn, assign_row_rewards
@@ -58,7 +58,7 @@ class RolloutSettings:
     settings, docs/method.md §6); `from_config` reads them by name."""
 
     group_size: int = RolloutConfig.group_size  # G: episodes per task
-    max_turns: int = EnvConfig.max_turns  # T_max
+    max_turns: int | None = EnvConfig.max_turns  # T_max; None = the env's limit (EnvSpec.default_max_turns)
     history_length: int = EnvConfig.history_length  # H
     invalid_penalty: float = EnvConfig.invalid_penalty
     max_prompt_tokens: int = RolloutConfig.max_prompt_tokens
@@ -70,7 +70,8 @@ class RolloutSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.group_size < 1 or self.max_turns < 1 or self.max_new_tokens < 1:
+        turns_below_one = self.max_turns is not None and self.max_turns < 1
+        if self.group_size < 1 or turns_below_one or self.max_new_tokens < 1:
             problems.append("group_size, max_turns and max_new_tokens must be >= 1")
         if self.history_length < 0 or self.invalid_penalty < 0 or self.temperature < 0:
             problems.append("history_length, invalid_penalty and temperature must be >= 0")
@@ -273,7 +274,8 @@ def collect_episodes(
         state.observation, state.admissible_actions = result.observation, result.admissible_actions
 
     generate_calls = over_budget = history_cut = history_cut_by_reserve = 0
-    for turn_index in range(settings.max_turns):
+    max_turns = turn_limit(env_spec, settings.max_turns)
+    for turn_index in range(max_turns):
         active = [state for state in running if not state.done]
         if not active:
             break
@@ -309,7 +311,7 @@ def collect_episodes(
             admissible = _admissible(env_spec, reply, state.admissible_actions)
             _record_turn(state, turn_index, prompt, generation, reply, result, admissible)
         if on_turn is not None:
-            last = turn_index + 1 == settings.max_turns
+            last = turn_index + 1 == max_turns
             on_turn(turn_index, 0 if last else sum(not state.done for state in running))
 
     if over_budget:

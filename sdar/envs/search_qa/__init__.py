@@ -4,8 +4,8 @@
 Options (env.options): topk (3), retriever ("bm25" | "dense" | "http"), retriever_url (for "http", e.g. a
 `sdar retriever serve`), corpus_path (a FlashRAG JSONL to retrieve from instead of the assembled corpus),
 dense_model (a sentence-transformers path; default all-MiniLM-L6-v2), cache_dir. The turn limit is
-env.max_turns (the paper's 4): the registry hands it to the factory, the env ends episodes by it and the
-prompt states it.
+env.max_turns, by default the protocol's 4 (EnvSpec.default_max_turns): the registry hands it to the factory,
+the env ends episodes by it and the prompt states it.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ SEARCH_QA_SPEC = EnvSpec(
     check=check_search_qa,
     average="task_types",  # docs/method.md §7: Avg = the plain mean of the datasets
     min_turns=1,  # an answer on the first turn ends the episode
+    default_max_turns=DEFAULT_MAX_TURNS,  # Search-R1's 4 turns (docs/method.md §6)
     policies=("no_search",),  # the closed-book baseline (sdar.envs.search_qa.policies)
     turn_limit_argument="max_turns",  # env.max_turns ends the episode and is the limit the prompt states
 )

@@ -3,7 +3,7 @@ package, so training, SFT warm starts and evaluations run end to end on any inst
 `sdar train toy`). The game is in env.py, its skill library in sdar/skills/toy.
 
 Options (env.options): places (5 per room, 2-8), prior (0.8: how often a key lies in its colour's usual
-place), tasks_per_split (32).
+place), tasks_per_split (32). Turn limit: env.max_turns, by default 6.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ TOY_SPEC = EnvSpec(
     skill_library="toy",
     task_types=COLOURS,
     min_turns=3,  # search the key's place, take the key, open the chest
+    # Three turns spare: a few more searches when the key is not in its usual place, too few to search a
+    # whole room of the default 5 places, so knowing the usual place (the teacher's skill) pays.
+    default_max_turns=6,
 )
 
 __all__ = ["TOY_SPEC", "ToyEnv", "make_toy_env"]

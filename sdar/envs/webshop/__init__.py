@@ -9,7 +9,7 @@ from __future__ import annotations
 from sdar.envs.base import EnvSpec
 from sdar.envs.replies import parse_action_reply
 from sdar.envs.webshop.categories import CATEGORIES
-from sdar.envs.webshop.env import admits
+from sdar.envs.webshop.env import MAX_STEPS, admits
 from sdar.envs.webshop.prompts import build_webshop_prompt
 from sdar.envs.webshop.registry import (
     check_webshop,
@@ -39,6 +39,10 @@ def _webshop_spec(name: str, factory, description: str, check, min_turns: int) -
         check=check,
         admits=admits,
         min_turns=min_turns,
+        default_max_turns=MAX_STEPS,  # WebShop's 15 turns (docs/method.md §6)
+        # env.max_turns reaches the env as `max_steps`, which ends a purchase-less episode (score 0) at the
+        # limit; env.options.max_steps is refused, so the limit has one knob.
+        turn_limit_argument="max_steps",
     )
 
 

@@ -16,7 +16,8 @@ with observation_mode="text") that this state machine relies on:
 - The agent sees the " [SEP] "-joined visible text (pages.py); verl-agent lists the admissible actions as
   "search[<your query>]" when the page has a search bar, then "click[<clickable>]" for each clickable.
 - verl-agent's reward: 10 when the score is exactly 1.0 (won), else 0; the score itself is a metric. Episodes
-  last at most 15 steps (WebShop's setting in the paper); the 15th step ends a non-purchase episode with 0.
+  last at most `max_steps` steps (env.max_turns; 15, WebShop's setting in the paper); the last one ends a
+  non-purchase episode with 0.
 """
 
 from __future__ import annotations

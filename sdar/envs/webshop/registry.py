@@ -2,6 +2,8 @@
 
 "webshop": the real catalogue under env.data_dir or $WEBSHOP_DATA (the WebShop layout: data/ and
 search_engine/), goals 0-499 = test, the rest = train. "webshop-gen": a generated catalogue, no data needed.
+Both factories take `max_steps`, the turn limit, which the registry sets from env.max_turns
+(EnvSpec.turn_limit_argument); env.options cannot set it.
 Worlds (catalogue + search index) are built once per process and shared by every env instance.
 """
 
@@ -67,7 +69,8 @@ def _env(world: ShopWorld, options: dict) -> WebShopEnv:
 
 
 def make_webshop_env(data_dir: str | Path | None = None, **options) -> WebShopEnv:
-    """The real-catalogue env; options: max_steps (15), price_seed (233), reward ("upstream" | "release")."""
+    """The real-catalogue env; keywords: max_steps (15; env.max_turns), and the env.options price_seed (233),
+    reward ("upstream" | "release")."""
     _check_options(options, REAL_OPTIONS, "webshop")
     problem = webshop_engine_missing()
     if problem:
@@ -78,8 +81,8 @@ def make_webshop_env(data_dir: str | Path | None = None, **options) -> WebShopEn
 
 
 def make_generated_webshop_env(data_dir: str | Path | None = None, **options) -> WebShopEnv:
-    """The generated-catalogue env; options: max_steps (15), products (300), test_goals (100), seed (0),
-    reward ("upstream" default | "release")."""
+    """The generated-catalogue env; keywords: max_steps (15; env.max_turns), and the env.options products
+    (300), test_goals (100), seed (0), reward ("upstream" default | "release")."""
     _check_options(options, GENERATED_OPTIONS, "webshop-gen")
     problem = webshop_engine_missing()
     if problem:

@@ -6,6 +6,7 @@ import pytest
 
 import sdar.envs.search_qa as search_qa
 from sdar.config import load_config
+from sdar.config_files import read_source
 from sdar.envs import ENVS, make_env
 from sdar.envs.search_qa import QuestionBank
 from sdar.envs.search_qa.prompts import build_search_prompt
@@ -50,3 +51,16 @@ def test_the_search_qa_presets_set_the_turn_limit_as_env_max_turns():
     for preset in ("search_qa_smoke", "search_qa_qwen2.5-3b_sdar"):
         config = load_config(preset)
         assert config.env.max_turns == 4 and "max_turns" not in config.env.options
+
+
+def test_a_config_without_env_max_turns_plays_the_protocols_4_turns(in_memory_search_qa):
+    assert "max_turns" not in read_source("search_qa_smoke")["env"]  # the preset leaves it to the env
+    config = load_config("search_qa_smoke")
+    assert config.env.max_turns == ENVS["search-qa"].default_max_turns == 4
+    for env_config in (config.env, dataclasses.replace(config.env, max_turns=None)):  # resolved, or not
+        env = make_env(env_config)
+        task, first = env.reset("nq/q0")
+        assert env.max_turns == task.metadata["max_turns"] == 4
+        assert "at most 4 turns" in build_search_prompt(task, first.observation, None, [], 0, 4)
+        results = [env.step("not a tag") for _ in range(4)]
+        assert [result.done for result in results] == [False, False, False, True]
