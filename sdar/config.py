@@ -24,6 +24,7 @@ from sdar.config_files import parse_override as parse_override  # the CLI's and 
 from sdar.config_files import preset_names as preset_names
 from sdar.errors import ConfigError
 from sdar.plugins import anchor_plugin_paths, import_plugins
+from sdar.teacher_contexts import teacher_contexts
 
 
 class RegistryNames(Sequence):
@@ -249,6 +250,10 @@ class AlgorithmConfig(_Section):
     entropy_coef: float | None = method_default()
     distill_coef: float | None = method_default("lambda of the distillation term")
     beta: float | None = method_default()
+    # Each step's lambda: constant = distill_coef; adaptive = a share of the policy push (docs/method.md §9)
+    distill_weight: str = choice("constant", algorithm_registry("DISTILL_WEIGHTS"))
+    distill_weight_target: float = bounded(0.01, 0.0, help="adaptive: distillation push / policy push")
+    distill_weight_max: float = bounded(0.1, 0.0, help="adaptive: the largest lambda")
     rlsd_lambda_start: float = bounded(0.5, 0.0, 1.0)
     rlsd_decay_steps: int = bounded(100, 1)
     # The sampler-trainer mismatch correction (docs/rollout-correction.md): "tis" multiplies each token's
@@ -286,6 +291,8 @@ class TeacherConfig(_Section):
     # A folder of your own skill texts for that library (e.g. the release's): one <skill>.md per skill it
     # reads, under the same routing (docs/skills.md); "" = the library's own files.
     skills_dir: str = ""
+    # Several teachers: name -> {skill_library, skills_dir, weights, skills} (docs/method.md §9)
+    contexts: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -403,6 +410,7 @@ class Config(_Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_rollout_correction(self)
+        teacher_contexts(self.teacher)  # a bad teacher context fails here, by its name
 
 
 def check_rollout_correction(config: Config) -> None:

@@ -8,6 +8,10 @@ teacher_logprobs never carry gradient; every function here detaches them.
 Three registries, each entry carrying all that the objective, the update and the sample log need: GATES
 (`algorithm.gate`), DISTILL_TERMS (a method's `distill`) and ADVANTAGE_SHAPINGS (a method's
 `advantage_shaping`). A new one is an entry here; nothing outside dispatches on its name.
+
+Several teachers (`teacher.contexts`, docs/method.md §9): the same network under K privileged contexts
+scores the student's tokens, [K, B, T]; a term that can learn from them says how it picks one per token
+(`DistillTerm.route_teachers`), and the rest of the step sees that routed teacher's log-probs [B, T].
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ def gate_off_half(gate: Tensor) -> Tensor:
     """Where a gate is more than GATE_OFF_HALF from ½ (bool, like `gate`): the tokens on which SDAR's
     distillation term differs from GRPO+OPSD's (β = 0, g ≡ ½)."""
     return (gate - 0.5).abs() > GATE_OFF_HALF
+
+
+GATE_BINS = 10  # the gate's histogram: bin i holds [i/10, (i+1)/10), the last one also 1
+
+
+def gate_bin(gate: Tensor) -> Tensor:
+    """The histogram bin of each gate value (long, like `gate`): i for i/10 ≤ g < (i+1)/10, 9 for g = 1.
+
+    The edges are i/10 in the gate's own dtype, so a gate of exactly 0.3 falls in bin 3 (0.3 · 10 in floats
+    may round below 3)."""
+    edges = torch.arange(1, GATE_BINS, dtype=gate.dtype, device=gate.device) / GATE_BINS  # [9]
+    return torch.bucketize(gate, edges, right=True)
 
 
 def entropy_gate(gap: Tensor, *, beta: float, entropy: Tensor | None = None) -> Tensor:
@@ -106,6 +122,32 @@ def sdar_token_loss(
     weight = GATES[gate](gap, beta=beta, entropy=entropy).detach()  # [B, T]
     loss = weight * (teacher_logprobs - logprobs)
     return loss, {"gate": weight, "gap": gap}
+
+
+def route_by_largest_gap(teacher_logprobs: Tensor) -> tuple[Tensor, Tensor]:
+    """Per token, the teacher of largest gap: k*(t) = argmax_k Δ_k,t over K teachers' log-probs [K, B, T].
+
+    Δ_k = log π_Tk − log π_θ shares its student term across k, so k* = argmax_k log π_Tk, whatever the
+    student; every gate that reads the gap is monotone in it, so k* is also the teacher whose gate is
+    largest. Returns (log π_Tk* [B, T], k* [B, T] long), detached; a tie goes to the first teacher."""
+    routed, choice = teacher_logprobs.detach().max(dim=0)
+    return routed, choice
+
+
+def teacher_routing_totals(
+    teacher_logprobs: Tensor, choice: Tensor, old_logprobs: Tensor, response_mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per teacher, over the valid tokens: (tokens routed to it [K], Σ of its gap Δ'_k = log π_Tk − log π_old
+    [K], valid tokens []); sums, so that processes add them before dividing (share, gap mean).
+
+    teacher_logprobs: [K, B, T]; choice (each token's teacher, `route_teachers`), old_logprobs,
+    response_mask: [B, T]."""
+    mask = response_mask.bool()
+    teachers = torch.arange(teacher_logprobs.shape[0], device=choice.device)[:, None, None]  # [K, 1, 1]
+    routed = ((choice[None] == teachers) & mask).sum(dim=(1, 2))  # [K]
+    gap = teacher_logprobs.detach() - old_logprobs.detach()[None]  # [K, B, T]
+    gap_sum = torch.where(mask[None], gap, torch.zeros_like(gap)).sum(dim=(1, 2))  # [K]
+    return routed, gap_sum, mask.sum()
 
 
 # -------------------------------------------------------------------------------------- Skill-SD term
@@ -189,10 +231,13 @@ def rlsd_token_advantages(
 class DistillTerm:
     """A registry entry: `token_loss(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size,
     settings)` -> (per-token loss [B, T], detached per-token stats); a "gate" stat is logged as
-    distill/gate_*. `gated`: the term weighs tokens by `algorithm.gate` (samples.jsonl shows that gate)."""
+    distill/gate_*. `gated`: the term weighs tokens by `algorithm.gate` (samples.jsonl shows that gate).
+    `route_teachers(teacher_logprobs [K, B, T])` -> (the log-probs [B, T] the term reads, each token's
+    teacher [B, T]): how it learns from several teachers (`teacher.contexts`); None: from one only."""
 
     token_loss: Callable[..., tuple[Tensor, dict[str, Tensor]]]
     gated: bool = False
+    route_teachers: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
 
 def _sdar_term(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size, settings: Any):
@@ -210,7 +255,9 @@ def _skill_sd_term(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_s
 
 
 DISTILL_TERMS: dict[str, DistillTerm] = {
-    "sdar": DistillTerm(_sdar_term, gated=True),
+    # Routed, the term is g_k*·(log π_Tk* − log π_θ); with the gap gate its gradient −σ(β·max_k Δ_k) follows
+    # the teacher that endorses the token most.
+    "sdar": DistillTerm(_sdar_term, gated=True, route_teachers=route_by_largest_gap),
     "skill_sd": DistillTerm(_skill_sd_term),
 }
 

@@ -41,6 +41,13 @@ class MethodSpec:
         """True when a term reads teacher_logprobs (a distillation term or an advantage shaping)."""
         return self.distill is not None or self.advantage_shaping is not None
 
+    @property
+    def routes_teachers(self) -> bool:
+        """True when the method can learn from several teachers (`teacher.contexts`): its distillation term
+        routes them (`DistillTerm.route_teachers`) and no advantage shaping reads one teacher's log-probs."""
+        term = DISTILL_TERMS.get(self.distill) if self.distill is not None else None
+        return term is not None and term.route_teachers is not None and self.advantage_shaping is None
+
 
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec

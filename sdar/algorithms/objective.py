@@ -4,7 +4,8 @@
 
 each term aggregated by `aggregate` (the one reduction); w is the per-token weight of the rollout correction
 (sdar.algorithms.rollout_correction; 1 when it is "none"); the shaping and the distillation term are the
-method's registry entries (sdar.algorithms.distill: ADVANTAGE_SHAPINGS, DISTILL_TERMS). A term whose
+method's registry entries (sdar.algorithms.distill: ADVANTAGE_SHAPINGS, DISTILL_TERMS); distill_coef is λ,
+the step's own under an adaptive `distill_weight` (sdar.algorithms.distill_weight). A term whose
 coefficient is 0 is skipped, and so is the KL or entropy term when its input is None; a teacher term that is
 ON but lacks teacher_logprobs raises, since silently dropping it would turn SDAR into GRPO.
 
@@ -34,15 +35,19 @@ from sdar.algorithms.aggregation import (
 from sdar.algorithms.distill import (
     ADVANTAGE_SHAPINGS,
     DISTILL_TERMS,
+    GATE_BINS,
     GATES,
     RLSD_DECAY_STEPS,
     RLSD_LAMBDA_START,
+    gate_bin,
     gate_off_half,
 )
+from sdar.algorithms.distill_weight import DISTILL_WEIGHTS
 from sdar.algorithms.kl import KL_ESTIMATORS, entropy_token_loss, kl_token_penalty
 from sdar.algorithms.methods import METHODS, MethodSpec, get_method
 from sdar.algorithms.policy import PPO_CLIP, PPO_DUAL_CLIP, ppo_clip_token_loss
 from sdar.algorithms.rollout_correction import ROLLOUT_CORRECTIONS
+from sdar.errors import ConfigError
 
 _BACKBONE = METHODS["grpo"]  # ObjectiveSettings() is the GRPO backbone
 
@@ -60,7 +65,11 @@ class ObjectiveSettings:
     kl_estimator: str = "k3"
     entropy_coef: float = _BACKBONE.entropy_coef
     distill: str | None = _BACKBONE.distill  # None or a DISTILL_TERMS name
+    # λ. Under an adaptive distill_weight the fallback; policy_update sets each step's λ here.
     distill_coef: float = _BACKBONE.distill_coef
+    distill_weight: str = "constant"  # a DISTILL_WEIGHTS name: how each step's λ is set
+    distill_weight_target: float = 0.01  # ρ of "adaptive"
+    distill_weight_max: float = 0.1  # λ_max of "adaptive"
     beta: float = _BACKBONE.beta
     gate: str = "gap"
     clip_low: float = PPO_CLIP
@@ -78,6 +87,7 @@ class ObjectiveSettings:
         checks = {
             "kl_estimator": (self.kl_estimator, tuple(KL_ESTIMATORS)),
             "distill": (self.distill, (None, *DISTILL_TERMS)),
+            "distill_weight": (self.distill_weight, tuple(DISTILL_WEIGHTS)),
             "gate": (self.gate, tuple(GATES)),
             "aggregation": (self.aggregation, AGGREGATIONS),
             "advantage_shaping": (self.advantage_shaping, (None, *ADVANTAGE_SHAPINGS)),
@@ -94,13 +104,31 @@ class ObjectiveSettings:
             raise ValueError(f"dual_clip={self.dual_clip} must be > 1 (or None to disable the dual clip)")
         if self.rollout_correction_cap < 1.0:
             raise ValueError(f"rollout_correction_cap={self.rollout_correction_cap} must be ≥ 1")
+        if self.reads_old_before_update and not self.gated_by_gap:
+            raise ConfigError(
+                f"algorithm.distill_weight={self.distill_weight!r} measures the distillation term's push by "
+                f"its gate of the gap, known before the update; the term {self.distill!r} with "
+                f"algorithm.gate={self.gate!r} has none: use a gate that reads the gap alone "
+                f"({', '.join(name for name, gate in GATES.items() if not gate.reads_entropy)}), a method "
+                "with SDAR's term, or algorithm.distill_weight=constant"
+            )
+
+    @property
+    def distilling(self) -> bool:
+        """True when the distillation term is ON: a term is named and its weight λ can be nonzero."""
+        return self.distill is not None and DISTILL_WEIGHTS[self.distill_weight].is_on(self)
+
+    @property
+    def reads_old_before_update(self) -> bool:
+        """True when the step's λ is computed from π_old and the teacher of every row before the update (an
+        adaptive distill_weight): then the update cannot take π_old from its own forward."""
+        return self.distilling and DISTILL_WEIGHTS[self.distill_weight].reads_pushes
 
     @property
     def needs_teacher(self) -> bool:
         """True when a term that is ON reads teacher_logprobs."""
-        distilling = self.distill is not None and self.distill_coef != 0
         shaping = self.advantage_shaping is not None and self.policy_coef != 0
-        return distilling or shaping
+        return self.distilling or shaping
 
     @property
     def needs_entropy(self) -> bool:
@@ -108,11 +136,17 @@ class ObjectiveSettings:
         gate that reads it."""
         return self.entropy_coef != 0 or GATES[self.gate].reads_entropy
 
+    @property
+    def gated_by_gap(self) -> bool:
+        """True when the distillation term is gated and its gate reads the gap Δ alone (not the entropy of
+        the update's own forward)."""
+        gated = self.distill is not None and DISTILL_TERMS[self.distill].gated
+        return gated and not GATES[self.gate].reads_entropy
+
     def gate_of_gap(self, gap: Tensor) -> Tensor | None:
         """The gate [B, T] the distillation term weighs tokens with, from the gap Δ alone; None where there is
         no gated term, or where the gate also reads the entropy of the update's own forward."""
-        gated = self.distill is not None and DISTILL_TERMS[self.distill].gated
-        if not gated or GATES[self.gate].reads_entropy:
+        if not self.gated_by_gap:
             return None
         return GATES[self.gate](gap, beta=self.beta)
 
@@ -166,11 +200,7 @@ def rows_with_gradient(settings: ObjectiveSettings, advantages: Tensor) -> Tenso
     term on, a row whose advantage is 0 has none: that term, RLSD-shaped or not, is each token's advantage
     times a finite factor (GRPO's rows of all-won or all-lost groups). Any other term (KL, entropy,
     distillation) reaches every row."""
-    other_terms = (
-        settings.kl_coef != 0
-        or settings.entropy_coef != 0
-        or (settings.distill is not None and settings.distill_coef != 0)
-    )
+    other_terms = settings.kl_coef != 0 or settings.entropy_coef != 0 or settings.distilling
     if other_terms:
         return torch.ones_like(advantages, dtype=torch.bool)
     if settings.policy_coef == 0:
@@ -299,6 +329,9 @@ def policy_objective(
             # Where the gate weighs the term differently from GRPO+OPSD's constant ½: the gate mean alone
             # hides it when nearly every token sits at ½ (experiments/cpu_reproduction/README.md).
             stats["distill/gate_off_half_ratio"] = masked_token_mean(gate_off_half(gate).float(), mask)
+            bins = gate_bin(gate)  # [B, T]: the gate's histogram, the share of tokens in each tenth of [0, 1]
+            for index in range(GATE_BINS):
+                stats[f"distill/gate_bin_{index}"] = masked_token_mean((bins == index).float(), mask)
         loss = loss + settings.distill_coef * reduce(distill_per_token)
         stats["loss/distill"] = reduce_locally(distill_per_token)
 

@@ -20,6 +20,7 @@ from sdar.teacher.prompts import (
     skill_block,
     skill_token_reserve,
     student_prompt_budget,
+    student_prompts,
 )
 from sdar.teacher.scoring import PREFIX_BATCHING, longest_common_prefix, teacher_logprobs
 from sdar.teacher.weights import WEIGHT_KINDS, EmaTeacher, TeacherWeights, is_peft_model
@@ -41,5 +42,6 @@ __all__ = [
     "skill_block",
     "skill_token_reserve",
     "student_prompt_budget",
+    "student_prompts",
     "teacher_logprobs",
 ]

@@ -146,6 +146,11 @@ def _prefix_prompt(student: Sequence[int], skills: str, header: list[int], bos: 
     return TeacherPrompt(skills, ids, "prefix", insert_at=insert_at, inserted=len(header))
 
 
+def student_prompts(turns: Sequence[Turn]) -> list[TeacherPrompt]:
+    """The student's own prompts as teacher prompts: a teacher without privileged text (nothing inserted)."""
+    return [TeacherPrompt("", list(turn.prompt_ids), "prefix", insert_at=0, inserted=0) for turn in turns]
+
+
 def build_teacher_prompts(
     turns: Sequence[Turn],
     tokenizer,

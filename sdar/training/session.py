@@ -1,5 +1,9 @@
 """What a training run holds besides the optimiser: env workers, the generation backend, the task sampler,
-the teacher's weights, and the fixed validation panel. The trainer calls it once per line of spec §5."""
+the teachers' weights, and the fixed validation panel. The trainer calls it once per line of spec §5.
+
+Several teachers (`teacher.contexts`, docs/method.md §9): each context scores the student's tokens, and
+the batch's teacher log-probs are, per token, those of the context the method's distillation term routes
+to (`DistillTerm.route_teachers`); the K contexts' log-probs stay for `teacher_context_stats`."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from collections.abc import Callable
 
 import torch
 
-from sdar.algorithms import ObjectiveSettings, get_method
+from sdar.algorithms import METHODS, ObjectiveSettings, get_method, teacher_routing_totals
+from sdar.algorithms.distill import DISTILL_TERMS
 from sdar.config import Config
 from sdar.envs import get_env_spec
 from sdar.envs.executors import make_env_pool
@@ -21,7 +26,14 @@ from sdar.models.sharding import full_weights
 from sdar.records import Batch, Episode, Turn
 from sdar.rollout.engine import RolloutSettings, collect_episodes
 from sdar.skills import library_name, teacher_context
-from sdar.teacher import TeacherWeights, skill_token_reserve, student_prompt_budget, teacher_logprobs
+from sdar.teacher import (
+    TeacherWeights,
+    skill_token_reserve,
+    student_prompt_budget,
+    student_prompts,
+    teacher_logprobs,
+)
+from sdar.teacher_contexts import section_contexts, teacher_weight_kinds
 from sdar.training.distributed import DataParallel
 
 
@@ -56,6 +68,15 @@ class RolloutSession:
         self.env_spec = get_env_spec(config.env.name)
         teacher = config.teacher
         self.skill_library = library_name(self.env_spec, teacher.skill_library, teacher.skills_dir)
+        self.contexts = section_contexts(teacher) if teacher_needed else ()
+        # Each context's skill library; None: no privileged text (the student's own prompt).
+        self.context_libraries = [
+            library_name(self.env_spec, context.skill_library, context.skills_dir) if context.skills else None
+            for context in self.contexts
+        ]
+        self.route_teachers = self._router() if teacher_needed and teacher.contexts else None
+        self.context_logprobs: torch.Tensor | None = None  # [K, N, T] of the last teacher pass
+        self.context_choice: torch.Tensor | None = None  # [N, T]: each token's context
         rollout, env = config.rollout, config.env
         self.pool = make_env_pool(
             env, num_slots=len(parallel.shard(list(range(rollout.tasks_per_step)))) * rollout.group_size
@@ -69,19 +90,23 @@ class RolloutSession:
         if not self.train_tasks:
             self.pool.close()
             raise ConfigError(f"env.split={env.split!r}: env {env.name!r} has no tasks in that split")
-        uses_skills = teacher_needed or self.method.student_sees_skills
-        reserve = (
-            skill_token_reserve(
-                tokenizer, self.skill_library, self.env_spec.task_types or None, config.teacher.placement
-            )
-            if uses_skills
-            else 0
+        libraries = [self.skill_library] if self.method.student_sees_skills else []
+        libraries = list(dict.fromkeys([*libraries, *filter(None, self.context_libraries)]))
+        reserve = max(
+            (
+                skill_token_reserve(tokenizer, library, self.env_spec.task_types or None, teacher.placement)
+                for library in libraries
+            ),
+            default=0,
         )
         student_prompt_budget(rollout.max_prompt_tokens, reserve)  # an over-long skill text fails here
         self.settings = RolloutSettings.from_config(config, prompt_budget_reserve=reserve)
-        self.teacher = None
-        if teacher_needed:
-            self.teacher = TeacherWeights.from_config(config.teacher, model, base_model=base_model)
+        # One set of weights per kind the contexts score with (two `ema` contexts share one average).
+        self.teachers = {
+            kind: TeacherWeights(kind, model, base_model=base_model, ema_decay=teacher.ema_decay)
+            for kind in (teacher_weight_kinds(teacher) if teacher_needed else ())
+        }
+        self.teacher = next(iter(self.teachers.values()), None)  # the first context's (the one teacher's)
         # Last: a vLLM engine takes the most time and memory to start, so what can fail fast fails first.
         try:
             with full_weights(model):  # an engine starts with the whole weights, also of a sharded model
@@ -90,8 +115,28 @@ class RolloutSession:
             self.pool.close()
             raise
 
+    def _router(self):
+        """The method's way to learn from several teachers; ConfigError for a method without one."""
+        if not self.method.routes_teachers:
+            routing = ", ".join(name for name, method in METHODS.items() if method.routes_teachers)
+            raise ConfigError(
+                f"teacher.contexts names several teachers, but algorithm.method={self.method.name!r} learns "
+                f"from one teacher's log-probs; methods whose distillation term routes them: {routing}"
+            )
+        return DISTILL_TERMS[self.method.distill].route_teachers
+
     def _skills_for(self, task) -> str:
         return teacher_context(self.skill_library, task)
+
+    def _teacher_skills_for(self, task) -> str:
+        """The teachers' privileged contexts of `task`, for the viewer: each under its name when several."""
+        if self.route_teachers is None:
+            return self._skills_for(task)
+        return "\n\n".join(
+            f"[{context.name}]\n"
+            + (teacher_context(library, task) if library else "(no privileged text: the student's prompt)")
+            for context, library in zip(self.contexts, self.context_libraries, strict=True)
+        )
 
     def rollout(self, step: int, *, seed: int) -> tuple[list[Episode], dict]:
         """Spec §5 steps 1-3: B sampled tasks x G episodes, rewards per row.
@@ -124,25 +169,58 @@ class RolloutSession:
         return episodes, stats
 
     def teacher_logprobs(self, turns: list[Turn], batch: Batch) -> torch.Tensor:
-        """Spec §5 step 5: teacher log-probs of the student's tokens, [N, T] like batch.response_mask."""
+        """Spec §5 step 5: teacher log-probs of the student's tokens, [N, T] like batch.response_mask; with
+        `teacher.contexts`, those of the context each token is routed to (module docstring)."""
+        scores: list[torch.Tensor | None] = [None] * len(self.contexts)
+        for kind, weights in self.teachers.items():
+            with weights.scoring_model() as model, full_weights(model):
+                for index, context in enumerate(self.contexts):
+                    if context.weights == kind:
+                        scores[index] = self._score(model, self.context_libraries[index], turns, batch)
+        if self.route_teachers is None:
+            return scores[0]
+        self.context_logprobs = torch.stack(scores)  # [K, N, T]
+        routed, self.context_choice = self.route_teachers(self.context_logprobs)
+        return routed
+
+    def _score(self, model, library: str | None, turns: list[Turn], batch: Batch) -> torch.Tensor:
+        """One context's log-probs [N, T]: under its library's skills, or the student's own prompt (None)."""
         teacher = self.config.teacher
-        with self.teacher.scoring_model() as model, full_weights(model):
-            return teacher_logprobs(
-                model,
-                self.tokenizer,
-                turns,
-                env_name=self.skill_library,
-                placement=teacher.placement,
-                share_prefix=teacher.share_prefix,
-                micro_batch_rows=self.config.trainer.micro_batch_rows,
-                response_length=batch.response_mask.shape[1],
-            )
+        return teacher_logprobs(
+            model,
+            self.tokenizer,
+            turns,
+            env_name=library or self.skill_library,
+            placement=teacher.placement,
+            share_prefix=teacher.share_prefix,
+            micro_batch_rows=self.config.trainer.micro_batch_rows,
+            response_length=batch.response_mask.shape[1],
+            prompts=None if library else student_prompts(turns),
+        )
+
+    def teacher_context_stats(self, batch: Batch) -> dict[str, float]:
+        """Per context of `teacher.contexts`, over every process's response tokens of the last teacher pass:
+        `distill/teacher_<name>/share`, the share routed to it, and `/gap_mean`, the mean of its log π_T −
+        log π_old (batch.old_logprobs, so after the update where it gives π_old); {} with one teacher."""
+        if self.context_logprobs is None:
+            return {}
+        routed, gap_sum, tokens = teacher_routing_totals(
+            self.context_logprobs, self.context_choice, batch.old_logprobs, batch.response_mask
+        )
+        count = len(self.contexts)
+        totals = self.parallel.sum([*routed.tolist(), *gap_sum.tolist(), float(tokens)])
+        tokens = max(totals[-1], 1.0)
+        stats = {}
+        for index, context in enumerate(self.contexts):
+            stats[f"distill/teacher_{context.name}/share"] = totals[index] / tokens
+            stats[f"distill/teacher_{context.name}/gap_mean"] = totals[count + index] / tokens
+        return stats
 
     def after_update(self) -> None:
-        """After the optimizer step: the teacher's EMA weights move, and a separate generation engine (vLLM)
+        """After the optimizer step: the teachers' EMA weights move, and a separate generation engine (vLLM)
         takes the new weights. The teacher is only scored, never sampled, so no engine needs its weights."""
-        if self.teacher is not None:
-            self.teacher.update()
+        for weights in self.teachers.values():
+            weights.update()
         self.sync_weights()
 
     def sync_weights(self) -> None:
@@ -159,17 +237,25 @@ class RolloutSession:
 
     def samples(self, episodes: list[Episode], batch: Batch, settings, *, limit: int) -> list[dict]:
         """`sampled_episodes` of this step, with the teacher's skill context of each task."""
-        skills_for = self._skills_for if self.teacher is not None else None
+        skills_for = self._teacher_skills_for if self.teachers else None
         return sampled_episodes(
             episodes, batch, settings, limit=limit, decode=self.tokenizer.decode, skills_for=skills_for
         )
 
     def state(self) -> dict:
-        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
+        """What resuming needs: each teacher weights' state (an EMA's shadow) by its kind."""
+        return {"teachers": {kind: weights.state_dict() for kind, weights in self.teachers.items()}}
 
     def load_state(self, state: dict) -> None:
-        if self.teacher is not None and state.get("teacher") is not None:
+        if self.teacher is not None and state.get("teacher") is not None:  # a one-teacher checkpoint's form
             self.teacher.load_state_dict(state["teacher"])
+        saved = state.get("teachers") or {}
+        unknown = sorted(set(saved) - set(self.teachers)) if self.teachers else []
+        if unknown:
+            raise ValueError(f"checkpoint teacher weights {unknown}; this run's are {list(self.teachers)}")
+        for kind, weights in self.teachers.items():
+            if kind in saved:
+                weights.load_state_dict(saved[kind])
 
     def close(self) -> None:
         self.backend.close()

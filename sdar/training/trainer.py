@@ -58,6 +58,7 @@ from sdar.models.trained import checkpoint_path, latest_checkpoint
 from sdar.records import Episode, rows_to_batch
 from sdar.teacher import TeacherWeights
 from sdar.teacher.weights import is_peft_model
+from sdar.teacher_contexts import teacher_weight_kinds
 from sdar.training.checkpoint import load_checkpoint, refuse_a_used_run_dir, save_checkpoint
 from sdar.training.distributed import DataParallel, combine_rollout_stats, ensure_process_group
 from sdar.training.logging import NullLogger, RunLogger, StepTimer, check_wandb, record_process
@@ -232,7 +233,7 @@ class Trainer:
         """`trainer.sharding=fsdp`: shard the policy and any frozen full copy of the initial model (the KL
         reference, or a `base` teacher's own copy, made here before the policy is sharded); returns that
         copy for the teacher to share."""
-        base_teacher = self.needs_teacher and self.config.teacher.weights == "base"
+        base_teacher = self.needs_teacher and "base" in teacher_weight_kinds(self.config.teacher)
         if base_model is None and base_teacher and not is_peft_model(self.model):
             base_model = TeacherWeights("base", self.model).base_model
         ensure_process_group(self.parallel)
@@ -335,6 +336,7 @@ class Trainer:
                 mini_batch_rows=config.trainer.mini_batch_rows,
                 epochs=config.trainer.ppo_epochs,
                 parallel=self.parallel,
+                objective=self.settings,
             )
             scored = self.rows_to_score(needed, from_forward)
             # The scoring passes run at the update's precision, so that the PPO ratio compares like with like.
@@ -367,6 +369,7 @@ class Trainer:
             means, _ = gap_by_turn(gap, batch.response_mask, batch.turn_index, config.env.max_turns)
             used = int(batch.turn_index.max()) + 1
             metrics["distill/gap_by_turn"] = [round(float(v), 5) for v in means[:used]]
+        metrics.update(self.session.teacher_context_stats(batch))  # teacher.contexts: share and gap of each
         samples = self.session.samples(episodes, batch, self.settings, limit=config.trainer.sample_episodes)
         self.logger.log_samples(step + 1, samples)
         return StepResult(metrics, episodes)

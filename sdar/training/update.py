@@ -6,6 +6,7 @@ shortcut for a batch without any. When the update is one pass at the step's star
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections import defaultdict
@@ -15,7 +16,13 @@ from typing import Any
 
 import torch
 
-from sdar.algorithms import ObjectiveSettings, count_tokens_and_rows, policy_objective, rows_with_gradient
+from sdar.algorithms import (
+    ObjectiveSettings,
+    count_tokens_and_rows,
+    policy_objective,
+    rows_with_gradient,
+    step_distill_weight,
+)
 from sdar.algorithms.aggregation import micro_batch_mean_normalisers
 from sdar.config import TrainerConfig
 from sdar.errors import ActionableError
@@ -154,15 +161,24 @@ def has_active_dropout(model) -> bool:
 
 
 def one_on_policy_pass(
-    model, batch: Batch, *, mini_batch_rows: int, epochs: int, parallel: DataParallel = SINGLE_PROCESS
+    model,
+    batch: Batch,
+    *,
+    mini_batch_rows: int,
+    epochs: int,
+    parallel: DataParallel = SINGLE_PROCESS,
+    objective: ObjectiveSettings | None = None,
 ) -> bool:
     """Whether `policy_update` is one pass at the step's start weights, where its own forward, detached, IS
     log π_old: one epoch, one mini-batch over every process's rows (`mini_batch_count`), and no dropout in
     its training-mode forward (`has_active_dropout`). Its log-probs then differ from a separate no-grad
     scoring pass only by float rounding (micro-batches of other rows, other padding). With several
     mini-batches or epochs the later ones score with weights already moved, and dropout makes the training
-    forward another function: there π_old needs its own pass."""
+    forward another function: there π_old needs its own pass. So it does for an `objective` that reads π_old
+    of every row before the update (an adaptive λ, `ObjectiveSettings.reads_old_before_update`)."""
     if epochs != 1 or has_active_dropout(model):
+        return False
+    if objective is not None and objective.reads_old_before_update:
         return False
     return mini_batch_count(batch, mini_batch_rows, parallel) == 1
 
@@ -210,18 +226,42 @@ def policy_update(
     groups when the policy gradient is the only term) get no forward or backward pass: their gradient is
     exactly zero, and the mini-batch keeps its normalisers, so the update is the one over every row up to the
     order of float sums. Its `loss/*` and `policy/*` statistics cover the rows with a gradient;
-    `update/rows_without_gradient` counts the others (per epoch, over every process)."""
+    `update/rows_without_gradient` counts the others (per epoch, over every process).
+
+    The distillation term's weight λ is set once, before the first mini-batch, by `objective.distill_weight`
+    from every process's rows (`step_distill_weight`; an adaptive λ reads `batch.old_logprobs`, so it rules
+    out `old_from_forward`), and logged as `distill/lambda`."""
     parallel = learner.parallel
     num_mini_batches = mini_batch_count(batch, trainer.mini_batch_rows, parallel)
     epochs = trainer.ppo_epochs
     if old_from_forward and not one_on_policy_pass(
-        learner.model, batch, mini_batch_rows=trainer.mini_batch_rows, epochs=epochs, parallel=parallel
+        learner.model,
+        batch,
+        mini_batch_rows=trainer.mini_batch_rows,
+        epochs=epochs,
+        parallel=parallel,
+        objective=objective,
     ):
         raise ValueError(
-            f"old_from_forward needs one on-policy pass (one epoch, one mini-batch, no dropout); got "
-            f"{epochs} epoch(s) of {num_mini_batches} mini-batch(es): score batch.old_logprobs first"
+            f"old_from_forward needs one on-policy pass (one epoch, one mini-batch, no dropout, no λ read "
+            f"from π_old before the update); got {epochs} epoch(s) of {num_mini_batches} mini-batch(es), "
+            f"distill_weight={objective.distill_weight!r}: score batch.old_logprobs first"
         )
     needed = rows_with_gradient(objective, batch.advantages)
+    distill_weight = None
+    if objective.distill is not None:
+        distill_weight = 0.0
+        if objective.distilling:
+            distill_weight = step_distill_weight(
+                objective,
+                batch.advantages,
+                batch.old_logprobs,
+                batch.teacher_logprobs,
+                batch.response_mask,
+                sum_over_processes=parallel.sum,
+            )
+        if distill_weight != objective.distill_coef:
+            objective = dataclasses.replace(objective, distill_coef=distill_weight)
     update = _PolicyUpdate(learner, objective, trainer, step, on_micro_batch=on_micro_batch)
     if old_from_forward:
         update.forward_old = torch.zeros(batch.response_mask.shape)  # [N, T]
@@ -239,7 +279,10 @@ def policy_update(
             batch.old_logprobs if batch.old_logprobs is not None else torch.zeros_like(update.forward_old)
         )
         batch.old_logprobs = torch.where(passed, update.forward_old, earlier)
-    return update.result(needed)
+    result = update.result(needed)
+    if distill_weight is not None:
+        result["distill/lambda"] = distill_weight
+    return result
 
 
 def model_vocab_size(model) -> int | None:

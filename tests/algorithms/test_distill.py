@@ -6,6 +6,7 @@ import torch
 from sdar.algorithms import (
     GATES,
     gap_by_turn,
+    gate_bin,
     rlsd_lambda,
     rlsd_token_advantages,
     sdar_token_loss,
@@ -136,3 +137,9 @@ def test_gap_by_turn():
     # turn 0: (1 + 3 + 4 + 0) / 4 = 2; turn 1: −2; turn 2: no tokens
     torch.testing.assert_close(means, tensor([2.0, -2.0, 0.0]))
     torch.testing.assert_close(counts, tensor([4.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_gate_bins_are_tenths_closed_below_and_the_last_holds_one(dtype):
+    gates = torch.tensor([0.0, 0.05, 0.1, 0.28, 0.3, 0.55, 0.7, 0.88, 0.9, 0.95, 1.0], dtype=dtype)
+    assert gate_bin(gates).tolist() == [0, 0, 1, 2, 3, 5, 7, 8, 9, 9, 9]

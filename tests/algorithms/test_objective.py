@@ -246,3 +246,28 @@ def test_rows_with_gradient_leaves_out_only_rows_without_one(coefficients):
                 assert not grad[~rows].any(), name
         only_policy_gradient = coefficients and name in ("grpo", "rlsd", "skill_grpo")
         assert rows.tolist() == [not only_policy_gradient or row not in (1, 4, 6) for row in range(8)], name
+
+
+def test_gate_histogram_gives_the_share_of_valid_tokens_in_each_tenth_of_the_gate():
+    # β = 5: Δ = [−1, −0.2, 0] -> g = [σ(−5), σ(−1), ½] in bins 0, 2, 5; Δ = [0.2, 1] -> [σ(1), σ(5)] in 7, 9;
+    # the masked token (Δ = 0.2) counts nowhere.
+    logprobs = torch.zeros(2, 3, dtype=torch.float64)
+    teacher = torch.tensor([[-1.0, -0.2, 0.0], [0.2, 1.0, 0.2]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    batch = {
+        "logprobs": logprobs.requires_grad_(True),
+        "old_logprobs": logprobs.detach(),
+        "ref_logprobs": None,
+        "teacher_logprobs": teacher,
+        "entropy": None,
+        "advantages": torch.tensor([1.0, -1.0], dtype=torch.float64),
+        "response_mask": mask,
+    }
+    _, stats = run(batch, settings_for_method("sdar"))
+    shares = [stats[f"distill/gate_bin_{index}"].item() for index in range(10)]
+    fifth = torch.tensor(0.2).item()  # 1/5 as the float32 the shares are counted in
+    assert shares == [fifth, 0.0, fifth, 0.0, 0.0, fifth, 0.0, fifth, 0.0, fifth]
+    _, stats = run(batch, settings_for_method("grpo_opsd"))  # every gate ½
+    assert [stats[f"distill/gate_bin_{index}"].item() for index in range(10)] == [0.0] * 5 + [1.0] + [0.0] * 4
+    _, stats = run(batch, settings_for_method("grpo"))
+    assert not any(key.startswith("distill/gate_bin") for key in stats)
