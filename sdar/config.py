@@ -253,7 +253,7 @@ class AlgorithmConfig(_Section):
     # Each step's lambda: constant = distill_coef; adaptive = a share of the policy push (docs/method.md §9)
     distill_weight: str = choice("constant", algorithm_registry("DISTILL_WEIGHTS"))
     distill_weight_target: float = bounded(0.01, 0.0, help="adaptive: distillation push / policy push")
-    distill_weight_max: float = bounded(0.1, 0.0, help="adaptive: the largest lambda")
+    distill_weight_max: float = bounded(1.0, 0.0, help="adaptive: the largest lambda")
     rlsd_lambda_start: float = bounded(0.5, 0.0, 1.0)
     rlsd_decay_steps: int = bounded(100, 1)
     # The sampler-trainer mismatch correction (docs/rollout-correction.md): "tis" multiplies each token's

@@ -69,7 +69,7 @@ class ObjectiveSettings:
     distill_coef: float = _BACKBONE.distill_coef
     distill_weight: str = "constant"  # a DISTILL_WEIGHTS name: how each step's λ is set
     distill_weight_target: float = 0.01  # ρ of "adaptive"
-    distill_weight_max: float = 0.1  # λ_max of "adaptive"
+    distill_weight_max: float = 1.0  # λ_max of "adaptive": at most the policy-gradient term's weight
     beta: float = _BACKBONE.beta
     gate: str = "gap"
     clip_low: float = PPO_CLIP

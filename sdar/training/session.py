@@ -120,8 +120,9 @@ class RolloutSession:
         if not self.method.routes_teachers:
             routing = ", ".join(name for name, method in METHODS.items() if method.routes_teachers)
             raise ConfigError(
-                f"teacher.contexts names several teachers, but algorithm.method={self.method.name!r} learns "
-                f"from one teacher's log-probs; methods whose distillation term routes them: {routing}"
+                f"teacher.contexts routes each token to one of its teachers, but algorithm.method="
+                f"{self.method.name!r} learns from one teacher's log-probs; methods whose distillation term "
+                f"routes teachers: {routing}"
             )
         return DISTILL_TERMS[self.method.distill].route_teachers
 
@@ -252,7 +253,9 @@ class RolloutSession:
         saved = state.get("teachers") or {}
         unknown = sorted(set(saved) - set(self.teachers)) if self.teachers else []
         if unknown:
-            raise ValueError(f"checkpoint teacher weights {unknown}; this run's are {list(self.teachers)}")
+            raise ValueError(
+                f"the checkpoint holds teacher weights {unknown}; this run scores with {list(self.teachers)}"
+            )
         for kind, weights in self.teachers.items():
             if kind in saved:
                 weights.load_state_dict(saved[kind])

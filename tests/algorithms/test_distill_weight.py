@@ -50,7 +50,7 @@ def test_push_sums_hand_case():
 
 def test_adaptive_weight_hand_case_and_clamp():
     advantages, old, teacher, mask = two_rows()
-    # λ = ρ · (2.5 / 3) / (1.5 / 3) = 0.03 · 5/3 = 0.05, under λ_max = 0.1
+    # λ = ρ · (2.5 / 3) / (1.5 / 3) = 0.03 · 5/3 = 0.05, under λ_max = 1
     weight = step_distill_weight(adaptive(distill_weight_target=0.03), advantages, old, teacher, mask)
     assert weight == pytest.approx(0.05, rel=1e-12)
     # ρ = 0.09 would give 0.15: the cap

@@ -82,7 +82,7 @@ def test_an_adaptive_weight_is_set_once_before_the_update_from_every_row(monkeyp
     expected = step_distill_weight(
         objective, batch.advantages, batch.old_logprobs, batch.teacher_logprobs, batch.response_mask
     )
-    assert expected not in (0.01, 0.1) and 0 < expected < 0.1  # neither the fallback nor the cap
+    assert expected not in (0.01, 1.0) and 0 < expected < 1.0  # neither the fallback nor the cap
     result, seen, _ = update_seeing_objectives(monkeypatch, objective)
     assert len(seen) == 2 and all(settings.distill_coef == expected for settings in seen)
     assert result["distill/lambda"] == expected
