@@ -29,7 +29,8 @@ SDAR_BETA = 5.0  # gate sharpness β of the paper (docs/method.md §6)
 
 # ----------------------------------------------------------------------------------------------- gates
 # A gate maps the detached gap Δ [B, T] (and, when it needs it, the student's entropy normalised to [0, 1])
-# to a weight in [0, 1]. The ablation gates are our own documented definitions (spec §3: not in the release).
+# to a weight in [0, 1]. The ablation gates are our own documented definitions (docs/method.md §3: not in the
+# release).
 
 
 def gap_gate(gap: Tensor, *, beta: float, entropy: Tensor | None = None) -> Tensor:
@@ -285,7 +286,8 @@ ADVANTAGE_SHAPINGS: dict[str, AdvantageShaping] = {"rlsd": AdvantageShaping(_rls
 def gap_by_turn(
     gap: Tensor, response_mask: Tensor, turn_index: Tensor, num_turns: int
 ) -> tuple[Tensor, Tensor]:
-    """Mean gap per turn index (spec §3 "gap by turn index"): ([K] means, [K] token counts), K = num_turns.
+    """Mean gap per turn index (docs/method.md §3 "gap by turn index"): ([K] means, [K] token counts),
+    K = num_turns.
 
     gap, response_mask: [B, T]; turn_index: [B] (0-based turn of each row); turns ≥ K pool into the last
     bucket. Turns without tokens give mean 0.

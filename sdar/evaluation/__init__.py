@@ -1,4 +1,5 @@
-"""Evaluation on fixed panels (spec §7): one policy (model, expert, random) over seeds, per-task-type success.
+"""Evaluation on fixed panels (docs/method.md §7): one policy (model, expert, random) over seeds,
+per-task-type success.
 
 summary = evaluate(load_config("smoke", ["eval.split=valid"]), output_dir="runs/eval", checkpoint=run_dir)
 print_summary(summary)

@@ -1,4 +1,5 @@
-"""`evaluate(config, output_dir=..., checkpoint=...)`: one policy on a fixed panel over seeds (spec §7, §5.9).
+"""`evaluate(config, output_dir=..., checkpoint=...)`: one policy on a fixed panel over seeds
+(docs/method.md §7, §5.9).
 
 Policies (`eval.policy`):
 - model: `config.model`, plus a checkpoint's trained weights, plays one episode per task per seed through the
@@ -7,7 +8,7 @@ Policies (`eval.policy`):
   rollout.tasks_per_step x rollout.group_size, the batch the trainer already fits in memory): the settings,
   chunking and per-turn seeds of `RolloutSession.validate`, except that no room is reserved in the prompt
   for teacher skills and the student sees skills only with `eval.student_skills` (the Skill-Prompt
-  baseline; Skill-GRPO is reported without skills, spec §3);
+  baseline; Skill-GRPO is reported without skills, docs/method.md §3);
 - expert: the env's expert (ALFWorld: the PDDL planner): an upper bound, and a check that the panel is
   solvable; like every env call it gets `env.step_timeout_s` (ALFWorld's planner can take minutes on a few
   games before its plan is cached: raise it there, e.g. env.step_timeout_s=600);

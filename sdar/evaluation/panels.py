@@ -1,4 +1,4 @@
-"""Fixed evaluation panels (spec §7): the env's tasks of one split, in the env's own fixed order.
+"""Fixed evaluation panels (docs/method.md §7): the env's tasks of one split, in the env's own fixed order.
 
 A panel is the first `num_tasks` tasks (0 = all) of `env.task_ids(split)`, or with `spread` that many tasks
 evenly spaced over the split's order (a subset that keeps every task type when the order groups them). Its
@@ -18,7 +18,8 @@ from pathlib import PurePosixPath
 
 from sdar.errors import ConfigError
 
-# Paper Table 1 column names of the ALFWorld task types (spec §7); other envs show their own type names.
+# Paper Table 1 column names of the ALFWorld task types (docs/method.md §7); other envs show their own type
+# names.
 TASK_TYPE_LABELS = {
     "pick_and_place_simple": "Pick",
     "look_at_obj_in_light": "Look",

@@ -44,8 +44,8 @@ AVERAGES = ("episodes", "task_types")
 
 
 def env_average(records: list[EpisodeRecord], over: str) -> float:
-    """The env's "Avg" success (spec §7): over all episodes (ALFWorld, WebShop), or the plain mean of the
-    per-task-type rates (Search-QA: the mean of the 7 datasets, whatever their sizes)."""
+    """The env's "Avg" success (docs/method.md §7): over all episodes (ALFWorld, WebShop), or the plain mean
+    of the per-task-type rates (Search-QA: the mean of the 7 datasets, whatever their sizes)."""
     if not records:
         return 0.0
     if over == "episodes":

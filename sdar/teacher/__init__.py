@@ -1,4 +1,5 @@
-"""The teacher (spec §2, §4): skill-augmented prompts, teacher log-probs on the student's tokens, weights.
+"""The teacher (docs/method.md §2, §4): skill-augmented prompts, teacher log-probs on the student's tokens,
+weights.
 
 Usage:
     reserve = skill_token_reserve(tokenizer, "alfworld", task_types, placement)    # at start-up

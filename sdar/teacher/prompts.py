@@ -1,4 +1,5 @@
-"""Teacher prompts (spec §4): privileged skills + the SAME student prompt + the same response tokens.
+"""Teacher prompts (docs/method.md §4): privileged skills + the SAME student prompt + the same response
+tokens.
 
 Two placements of the skill text (`TeacherConfig.placement`):
 

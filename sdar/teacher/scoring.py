@@ -1,13 +1,13 @@
-"""Teacher log-probs of the student's response tokens: log π_T(y_t | s_t^+) (spec §2, §5 step 5).
+"""Teacher log-probs of the student's response tokens: log π_T(y_t | s_t^+) (docs/method.md §2, §5 step 5).
 
 No gradient; the model passed in is the scoring model of `TeacherWeights` (the step's pre-update weights for
 `live`). The result is [N, T], aligned with `rows_to_batch(turns).response_mask` (same rows, same order, T
 response columns), zero outside the mask.
 
-Shared prefix (spec §4): rows are grouped by their skill text. Within a group every teacher prompt starts with
-the same tokens: at least the skill block for `prefix`, the system message for `system`, usually more (the
-chat template's user header and the prompt's fixed first lines). That shared prefix P is run ONCE into a KV
-cache; each row then scores only [P[-1]] + rest of its prompt + response against the cache
+Shared prefix (docs/method.md §4): rows are grouped by their skill text. Within a group every teacher prompt
+starts with the same tokens: at least the skill block for `prefix`, the system message for `system`, usually
+more (the chat template's user header and the prompt's fixed first lines). That shared prefix P is run ONCE
+into a KV cache; each row then scores only [P[-1]] + rest of its prompt + response against the cache
 (`sdar.models.logprobs`: the last prefix token's hidden state predicts the row's first token). Two layouts
 (`prefix_batching`):
 - `per_group`: P = the group's longest common token prefix, one cache and its own micro-batches per group.

@@ -1,7 +1,7 @@
 """Which weights the teacher scores with (`TeacherConfig.weights`): live, base or ema.
 
 - `live` (release default): the current policy model. The teacher pass runs before the step's update, so
-  these are the step's start weights, π_old (spec §2).
+  these are the step's start weights, π_old (docs/method.md §2).
 - `base`: the frozen initial model. With LoRA, the same PeftModel under `disable_adapter()` (no copy); without
   LoRA, a frozen copy made at construction, or a frozen model the caller already holds (e.g. the KL
   reference model) passed as `base_model`.

@@ -1,5 +1,6 @@
 """What a training run holds besides the optimiser: env workers, the generation backend, the task sampler,
-the teachers' weights, and the fixed validation panel. The trainer calls it once per line of spec §5.
+the teachers' weights, and the fixed validation panel. The trainer calls it once per line of docs/method.md
+§5.
 
 Several teachers (`teacher.contexts`, docs/method.md §9): each context scores the student's tokens, and
 the batch's teacher log-probs are, per token, those of the context the method's distillation term routes

@@ -1,6 +1,6 @@
-"""The policy update (spec §5 step 8): one epoch over shuffled mini-batches, gradient accumulation over
-micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite updates;
-its passes skip the rows on which the objective has no gradient, and `update_without_gradient` is its
+"""The policy update (docs/method.md §5 step 8): one epoch over shuffled mini-batches, gradient accumulation
+over micro-batches with the mini-batch's global normalisers, grad-clip, and a guard against non-finite
+updates; its passes skip the rows on which the objective has no gradient, and `update_without_gradient` is its
 shortcut for a batch without any. When the update is one pass at the step's start weights
 (`one_on_policy_pass`), its own forward, detached, serves as π_old (`old_from_forward`)."""
 
