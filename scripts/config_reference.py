@@ -1,4 +1,5 @@
-"""Write docs/configuration.md from the config dataclasses (sdar/config.py), so the reference cannot drift.
+"""Write docs/configuration.md from the config dataclasses (sdar.config and the modules of its sections), so
+the reference cannot drift.
 
     python scripts/config_reference.py            # rewrite docs/configuration.md
     python scripts/config_reference.py --check    # exit 1 when the committed file differs
@@ -6,9 +7,10 @@
 
 One table per section (the top-level fields, then model, env, rollout, rollout.vllm, algorithm, ...): field,
 default, allowed values (a field's `choices`, or its bounds: `low`, `high`, `above`), meaning. The meaning is
-the field's `help` metadata, followed by the comments written beside the field in sdar/config.py (the lines
-right above it and a comment at its end); a field with neither says so. tests/test_config_reference.py
-fails when docs/configuration.md is not what this script writes.
+the field's `help` metadata, followed by the comments written beside the field in the source file of its
+section's dataclass (the lines right above it and a comment at its end); a field with neither says so.
+tests/test_config_reference.py fails when docs/configuration.md is not what this script writes, and when a
+field has no `help`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import inspect
 import io
 import sys
 import tokenize
 from pathlib import Path
 
-from sdar import config as config_module
 from sdar.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +32,16 @@ COMMAND = "python scripts/config_reference.py"
 
 HEADER = f"""# Configuration reference
 
-<!-- written by `{COMMAND}` from sdar/config.py; do not edit by hand -->
+<!-- written by `{COMMAND}` from the config dataclasses; do not edit by hand -->
 
-A run is configured by frozen dataclasses in `sdar/config.py`, the only home of defaults. A config is built
-from the defaults, then a preset (`sdar/configs/<name>.yaml`) or your YAML file (`base: <preset>` extends a
-preset), then dotted overrides on the command line (`trainer.steps=10`, `env.options.priors=shuffled`); values
-are read as YAML. A bad value fails at start-up with the field, the value and what is allowed. `sdar config
-CONFIG [KEY=VALUE ...]` prints the resolved config; every run saves it as `RUN/config.yaml`.
+A run is configured by frozen dataclasses, the only home of defaults: `Config` in `sdar/config.py`, its
+sections in `sdar/config_sections.py` and `sdar/config_training.py`. A config is built from the defaults, then
+a preset (`sdar/configs/<name>.yaml`) or your YAML file (`base: <preset>` extends a preset), then dotted
+overrides on the command line (`trainer.steps=10`, `env.options.priors=shuffled`); values are read as YAML. A
+bad value fails at start-up with the field, the value and what is allowed. `sdar config CONFIG [KEY=VALUE
+...]` prints the resolved config; every run saves it as `RUN/config.yaml`. "paper:" and "release:" give
+the setting of the paper or of its released scripts ([method.md](method.md) §6), per environment where they
+differ.
 
 `null` in an `algorithm` coefficient means "the method's default" (`sdar/algorithms/methods.py`); the saved
 config states the value used. Float fields refuse NaN and infinities.
@@ -169,19 +174,28 @@ def anchor(section: str) -> str:
     return "".join(character for character in section.lower() if character.isalnum() or character in "-_")
 
 
+def section_comments(root: type = Config) -> dict[tuple[str, str], str]:
+    """`source_comments` of every source file that defines a section of `root` (each read once)."""
+    files = dict.fromkeys(inspect.getsourcefile(cls) for _, cls in sections(root))
+    comments = {}
+    for path in files:
+        comments.update(source_comments(Path(path).read_text(encoding="utf-8")))
+    return comments
+
+
 def render() -> str:
     """The whole of docs/configuration.md."""
-    comments = source_comments(Path(config_module.__file__).read_text(encoding="utf-8"))
+    comments = section_comments()
     lines = [HEADER]
     for name, cls in sections():
         lines += section_table(name, cls, comments)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def missing_help() -> list[str]:
-    """Dotted names of the fields without a `help` in their metadata (comments may still give a meaning)."""
+def missing_help(root: type = Config) -> list[str]:
+    """Dotted names of the fields of `root`'s sections without a `help` in their metadata."""
     missing = []
-    for name, cls in sections():
+    for name, cls in sections(root):
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(_default(f)) or f.metadata.get("help"):
                 continue
@@ -195,7 +209,9 @@ def main() -> int:
     parser.add_argument("--missing", action="store_true", help="list the fields without a help text")
     args = parser.parse_args()
     if args.missing:
-        print("\n".join(missing_help()))
+        missing = missing_help()
+        if missing:
+            print("\n".join(missing))
         return 0
     text = render()
     if args.check:
