@@ -154,14 +154,14 @@ def measure_logits() -> None:
 
 
 def measure_layers() -> None:
-    """No-grad working set per token of one decoder layer (sdar.training.plan.no_grad_layer_transient)."""
+    """No-grad working set per token of one decoder layer (plan_bytes.no_grad_layer_transient)."""
     from transformers import AutoModelForCausalLM
 
     from sdar.config import ModelConfig
     from sdar.models import token_logprobs
     from sdar.models.architectures import ARCHITECTURES, hf_config
     from sdar.models.loading import add_lora
-    from sdar.training.plan import no_grad_layer_transient
+    from sdar.training.plan_bytes import no_grad_layer_transient
 
     # Qwen2.5-0.5B's layers with a 512-token vocabulary, so that the layers, not the logits, set the peak.
     arch = dataclasses.replace(ARCHITECTURES["qwen2.5-0.5b"], vocab_size=512, num_layers=2)

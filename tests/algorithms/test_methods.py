@@ -34,7 +34,7 @@ def test_method_table_contents():
             method.needs_teacher,
         )
         assert actual == expected, name
-        assert method.name == name and "spec" in method.description
+        assert method.name == name and "docs/method.md §" in method.description
 
 
 def test_method_specs_are_frozen_and_validated():
