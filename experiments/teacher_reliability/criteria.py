@@ -130,10 +130,14 @@ CLAIM_1_SEED0 = (
 )
 
 
+LAMBDA_RULE = (
+    "the smallest λ in {0.1, 1} at which the better of GRPO+OPSD and SDAR with the reliable teacher has a "
+    "higher final success than GRPO on seed 0; λ = 1 when neither has at either"
+)
+
+
 def choose_lambda(results: Results) -> LambdaChoice | None:
-    """Claim 1's rule on seed 0: the smallest λ ∈ {0.1, 1} at which the better of GRPO+OPSD and SDAR
-    (reliable teacher) has a higher final success than GRPO; λ = 1 when neither has at either. None until
-    those runs are in."""
+    """Claim 1's rule (LAMBDA_RULE) on seed 0's final success; None until those runs are in."""
     values = {name: seed0_final(results, name) for name in CLAIM_1_SEED0}
     if any(value is None for value in values.values()):
         return None
@@ -141,10 +145,9 @@ def choose_lambda(results: Results) -> LambdaChoice | None:
     for lam in CLAIM_1_LAMBDAS:
         opsd, sdar = (values[constant_name(p, lam, "reliable")] for p in ("opsd", "sdar"))
         if max(opsd, sdar) > grpo + TOLERANCE:
-            better = "GRPO+OPSD" if opsd >= sdar else "SDAR"
             reason = (
-                f"seed 0, reliable teacher: at λ = {lambda_text(lam)} {better} wins "
-                f"{percent(max(opsd, sdar))}, GRPO {percent(grpo)}"
+                f"seed 0, reliable teacher, λ = {lambda_text(lam)}: GRPO+OPSD {percent(opsd)}, SDAR "
+                f"{percent(sdar)}, GRPO {percent(grpo)}"
             )
             return LambdaChoice(lam, reason)
     seen = ", ".join(f"{name} {percent(value)}" for name, value in values.items())
