@@ -102,7 +102,7 @@ def ahead(first: Mapping[int, float], second: Mapping[int, float]) -> bool | Non
 
 def summary_text(name: str, values: Mapping[int, float]) -> str:
     mean, std = mean_std(values)
-    return f"{name} {percent(mean)} ± {100 * std:.1f}"
+    return f"{name} {100 * mean:.1f} ± {100 * std:.1f} %"
 
 
 def criterion_0(warm: WarmStart) -> Verdict:
