@@ -88,6 +88,15 @@ def mean_std(values: list[float]) -> str:
     return text + (f" ± {100 * statistics.pstdev(values):.1f}" if len(values) > 1 else "")
 
 
+def warm_start_text(warm: criteria.WarmStart) -> str:
+    if warm.plain is None or warm.reliable is None:
+        return "The warm start's evaluations (warm_start/) are not in yet."
+    return (
+        f"The warm start (step 0 of every run) wins {rate(warm.plain)} % of the valid games without the line "
+        f"and {rate(warm.reliable)} % acting with the reliable line."
+    )
+
+
 def success_table(results: criteria.Results, lam: float | None) -> Table:
     """Final and step-6 success % per setting and seed, and their mean ± population std over seeds."""
     table = run_table(lam)
@@ -266,10 +275,6 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
             row.append(f"{mean_std(values)} ({len(values)})" if values else "–")
         if any(cell != "–" for cell in row):
             rows.append((label, *row))
-    warm_text = (
-        f"The warm start wins {rate(warm.plain)} % without the line and {rate(warm.reliable)} % acting with "
-        "the reliable line."
-    )
     summary = "; ".join(f"{v.claim} {v.status}" for v in verdicts(results, warm, lam))
     blocks = [
         Paragraph(
@@ -278,7 +283,7 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
         ),
         Table(("method, teacher", *columns), tuple(rows)) if rows else Paragraph("No run is in yet."),
         Paragraph(
-            f"{warm_text} Criteria: {summary}. Details: [{EXPERIMENT}/report/results.md]"
+            f"{warm_start_text(warm)} Criteria: {summary}. Details: [{EXPERIMENT}/report/results.md]"
             f"({EXPERIMENT}/report/results.md)."
         ),
     ]
@@ -296,22 +301,19 @@ def results_markdown(
     curves, histograms = figures
     done = {seed: sum(1 for _, s in results if s == seed) for seed in SEEDS}
     progress = ", ".join(f"seed {seed}: {count}" for seed, count in done.items())
-    warm_text = (
-        f"The warm start (step 0 of every run) wins {rate(warm.plain)} % of the valid games without the line "
-        f"and {rate(warm.reliable)} % acting with the reliable line."
-    )
     blocks = [
         Heading("Results: the distillation weight and the teacher's reliability", 1),
         Paragraph(
             "Written by `python experiments/teacher_reliability/report.py` from the committed results."
         ),
-        Paragraph(f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings). {warm_text} {lam_text}"),
+        Paragraph(f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings). {warm_start_text(warm)}"),
+        Paragraph(lam_text),
         Heading("Success on the valid panel", 2),
         Paragraph(
             "Success % (24 games, temperature 0.4) at step 12 and at step 6, per seed, and mean ± population "
             "std over seeds."
         ),
-        success_table(results, lam),
+        success_table(results, lam) if results else Paragraph("No run is in yet."),
         Heading("Criteria (README.md, fixed before the runs)", 2),
         Bullets(verdict_lines(results, warm, lam)),
     ]
