@@ -274,6 +274,27 @@ def test_status_on_an_empty_results_folder_lists_the_warm_start_then_seed_0(driv
     assert not (driver.RESULTS).exists()  # --status writes nothing
 
 
+def test_on_a_fresh_machine_every_stage_waits_for_the_warm_start_made_again(driver):
+    """The record and criterion 0's evaluations are committed; the warm start is not here: it is made again
+    (with the recorded thread count) before anything that reads it starts, even with several workers."""
+    driver.WARM_START_RECORD.write_text(json.dumps({"fingerprint": "f" * 64, "threads": 3}))
+    for name in ("plain", "reliable"):
+        (driver.WARM_START_EVALS / name).mkdir(parents=True)
+        (driver.WARM_START_EVALS / name / "summary.json").write_text("{}")
+    stages = driver.stages_not_done([0], ["grpo"], None)
+    keys = [stage.key for stage in stages]
+    assert keys == [
+        "warm-start: sft",
+        "warm-start: first-turn probe",
+        "grpo-s0: train",
+        "grpo-s0: first-turn probe",
+    ]
+    assert stages[0].threads == 3
+    scheduler = driver.Scheduler(stages, deadline=None)
+    assert scheduler.next().key == "warm-start: sft"
+    assert not any(scheduler.ready(stage) for stage in stages[1:])  # all wait while it runs
+
+
 def test_a_fresh_run_is_pinned_to_the_warm_start_and_a_resumed_one_keeps_its_commit(driver, monkeypatch):
     setting = run_table.run_table(None)["sdar-l1-half"]
     train = driver.train_stage(setting, 2)

@@ -65,8 +65,7 @@ WARM_START = "warm-start"
 # Criterion 0's evaluations of the warm start (warm_start/<name>): without the line, acting with it
 PRECONDITION = {"plain": (), "reliable": ("eval.student_skills=true", "eval.skills_placement=teacher")}
 SFT_KEY, RECORD_KEY = f"{WARM_START}: sft", f"{WARM_START}: fingerprint"
-
-
+WARM_START_KEYS = (SFT_KEY, RECORD_KEY)  # what every stage that reads the warm start waits for
 EVALUATION_NAMES = {"plain": "valid panel without the line", "reliable": "valid panel acting with the line"}
 PRECONDITION_KEYS = tuple(f"{WARM_START}: {EVALUATION_NAMES[name]}" for name in PRECONDITION)
 WARM_START_LOG = WARM_START_EVALS / "pieces.log"
@@ -184,19 +183,17 @@ def warm_start_stages(allowed: Allowed = Allowed()) -> list[Stage]:
     threads = recorded_threads() or os.cpu_count() or 1  # made again: as the recorded one was
     summary = warm_start_directory() / fingerprint.SUMMARY
     stages = [
-        Stage(
-            WARM_START, "sft", summary, tuple(sdar("sft", str(CONFIG))), threads=threads, log=WARM_START_LOG
-        ),
+        Stage(WARM_START, "sft", summary, tuple(sdar("sft", str(CONFIG))), threads=threads),
         Stage(WARM_START, "fingerprint", WARM_START_RECORD, needs=(SFT_KEY,), action=record_fingerprint),
     ]
     for name, arguments in PRECONDITION.items():
         folder = WARM_START_EVALS / name
         command = tuple(sdar("eval", str(CONFIG), *pinned_model(), *arguments, "--output", str(folder)))
         done = folder / "summary.json"
-        stages.append(Stage(WARM_START, EVALUATION_NAMES[name], done, command, (RECORD_KEY,), check))
+        stages.append(Stage(WARM_START, EVALUATION_NAMES[name], done, command, WARM_START_KEYS, check))
     output = PROBES / f"{outcomes.WARM_START_PROBE}.json"
     probe = (sys.executable, str(PROBE_SCRIPT), "--output", str(output), *pinned_model())
-    stages.append(Stage(WARM_START, "first-turn probe", output, probe, (RECORD_KEY,), check))
+    stages.append(Stage(WARM_START, "first-turn probe", output, probe, WARM_START_KEYS, check))
     return [dataclasses.replace(stage, log=WARM_START_LOG) for stage in stages]
 
 
@@ -214,7 +211,8 @@ def train_stage(setting: Setting, seed: int, allowed: Allowed = Allowed()) -> St
         return fingerprint_problem(allowed) or precondition_problem() or commit_problem(run_dir, allowed)
 
     done = run_dir / "eval" / outcomes.FINAL / "summary.json"
-    return Stage(run, "train", done, tuple(command), PRECONDITION_KEYS, check, log=run_log(run))
+    needs = (*WARM_START_KEYS, *PRECONDITION_KEYS)
+    return Stage(run, "train", done, tuple(command), needs, check, log=run_log(run))
 
 
 def probe_stage(setting: Setting, seed: int, allowed: Allowed = Allowed()) -> Stage:
@@ -224,7 +222,7 @@ def probe_stage(setting: Setting, seed: int, allowed: Allowed = Allowed()) -> St
     output = PROBES / f"{run}.json"
     command = (sys.executable, str(PROBE_SCRIPT), "--checkpoint", str(checkpoint), "--output", str(output))
     check = functools.partial(fingerprint_problem, allowed)
-    needs = (f"{run}: train",)
+    needs = (*WARM_START_KEYS, f"{run}: train")
     return Stage(run, "first-turn probe", output, command, needs, check, checkpoint, log=run_log(run))
 
 
