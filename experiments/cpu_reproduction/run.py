@@ -237,22 +237,38 @@ def lost_warm_start(stages: list[Stage]) -> str:
     )
 
 
-def run_stage(stage: Stage, threads: int, seconds_left: float | None) -> str:
-    """Run one stage; 'done', 'failed' or 'out of time' (the child is killed; its run resumes later)."""
-    log = RESULTS / stage.run / "pieces.log"
+def run_logged(command, log: Path, threads: int, seconds_left: float | None) -> int | None:
+    """Run `command` with `threads` OpenMP threads, its output appended to `log`: its exit status, or None
+    when it ran past `seconds_left` (it is killed; a run resumes from its last checkpoint later)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(log, "a") as output:
-        output.write(f"\n$ OMP_NUM_THREADS={threads} {' '.join(stage.command)}\n")
+        output.write(f"\n$ OMP_NUM_THREADS={threads} {' '.join(command)}\n")
         output.flush()
-        process = subprocess.Popen(stage.command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
         try:
-            code = process.wait(timeout=seconds_left)
+            return process.wait(timeout=seconds_left)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            return "out of time"
-    return "done" if code == 0 else "failed"
+            return None
+
+
+def run_stage(stage: Stage, threads: int, seconds_left: float | None) -> str:
+    """Run one stage; 'done', 'failed' or 'out of time' (the child is killed; its run resumes later)."""
+    code = run_logged(stage.command, RESULTS / stage.run / "pieces.log", threads, seconds_left)
+    return "out of time" if code is None else "done" if code == 0 else "failed"
+
+
+def play_stages(scheduler, workers: int, threads: int, work) -> None:
+    """`workers` threads each calling work(scheduler, threads) until the scheduler hands out nothing; then
+    the failures, on stderr."""
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(work, scheduler, threads) for _ in range(workers)]
+    for future in futures:
+        future.result()  # re-raise a worker's exception
+    for failure in scheduler.failures:
+        print(failure, file=sys.stderr)
 
 
 class Scheduler:
@@ -345,12 +361,7 @@ def main() -> int:
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
     scheduler = Scheduler(stages, deadline)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    with ThreadPoolExecutor(args.workers) as pool:
-        workers = [pool.submit(work, scheduler, threads) for _ in range(args.workers)]
-    for worker in workers:
-        worker.result()  # re-raise a worker's exception
-    for failure in scheduler.failures:
-        print(failure, file=sys.stderr)
+    play_stages(scheduler, args.workers, threads, work)
     left = len(pending(args.methods, args.seeds))
     print(f"{left} stage(s) left" + ("; run again to continue" if left else ""))
     return 1 if scheduler.failures else 0

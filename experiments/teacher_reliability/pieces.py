@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -61,19 +60,8 @@ def play(stage: Stage, threads: int, seconds_left: float | None) -> str:
         problem = stage.action()
         return f"refused: {problem}" if problem else "done"
     log = stage.log or Path(os.devnull)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    with open(log, "a") as output:
-        output.write(f"\n$ OMP_NUM_THREADS={threads} {' '.join(stage.command)}\n")
-        output.flush()
-        process = subprocess.Popen(stage.command, stdout=output, stderr=subprocess.STDOUT, env=environment)
-        try:
-            code = process.wait(timeout=seconds_left)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return "out of time"
-    return "done" if code == 0 else f"failed; see {log}"
+    code = cpu_driver.run_logged(stage.command, log, threads, seconds_left)
+    return "out of time" if code is None else "done" if code == 0 else f"failed; see {log}"
 
 
 class Scheduler(cpu_driver.Scheduler):

@@ -38,7 +38,6 @@ import functools
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ sys.path.insert(0, str(HERE))  # the siblings below, also when this file is load
 import criteria  # noqa: E402
 import outcomes  # noqa: E402
 import warm_start_fingerprint as fingerprint  # noqa: E402
-from pieces import Scheduler, Stage, sdar, work  # noqa: E402
+from pieces import Scheduler, Stage, cpu_driver, sdar, work  # noqa: E402
 from run_table import LAMBDAS, SEEDS, SETTING_NAMES, Setting, run_name, run_table  # noqa: E402
 
 from sdar.evaluation.runs import run_info  # noqa: E402
@@ -370,12 +369,7 @@ def main() -> int:
     deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
     scheduler = Scheduler(stages, deadline)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    with ThreadPoolExecutor(args.workers) as pool:
-        workers = [pool.submit(work, scheduler, threads) for _ in range(args.workers)]
-    for worker in workers:
-        worker.result()  # re-raise a worker's exception
-    for failure in scheduler.failures:
-        print(failure, file=sys.stderr)
+    cpu_driver.play_stages(scheduler, args.workers, threads, work)
     left = [stage for stage in stages_not_done(args.seeds, args.runs, chosen_lambda(args.lam), allowed)]
     print(f"{len(left)} stage(s) left" + ("; run again to continue" if left else ""))
     return 1 if scheduler.failures else 0
