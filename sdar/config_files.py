@@ -157,6 +157,9 @@ def read_source(source: str) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
+    beside = path.parent / str(base)  # a relative YAML path is read beside the file that names it
+    if Path(str(base)).suffix in (".yaml", ".yml") and not Path(str(base)).is_absolute() and beside.exists():
+        base = beside
     return _deep_merge(read_source(str(base)), data)
 
 

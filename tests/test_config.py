@@ -101,6 +101,16 @@ def test_yaml_base_preset_is_extended(tmp_path):
     assert config.rollout.group_size == 2  # sibling fields of the section are kept
 
 
+def test_a_relative_yaml_base_is_read_beside_the_file_naming_it(tmp_path, monkeypatch):
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "common.yaml").write_text("base: smoke\ntrainer:\n  steps: 7\n")
+    (folder / "variant.yaml").write_text("base: common.yaml\ntrainer:\n  lr: 0.5\n")
+    monkeypatch.chdir(tmp_path)  # not the folder holding both files
+    config = load_config("experiment/variant.yaml")
+    assert (config.trainer.steps, config.trainer.lr, config.model.name) == (7, 0.5, "tiny")
+
+
 def test_every_preset_loads():
     assert {"smoke", "quickstart"} <= set(preset_names())
     for name in preset_names():
