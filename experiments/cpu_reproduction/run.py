@@ -323,24 +323,34 @@ def work(scheduler: Scheduler, threads: int) -> None:
         scheduler.finished(stage, outcome)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+def add_piece_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every resumable experiment driver shares: budget, workers, threads, status."""
     parser.add_argument("--budget-minutes", type=float, default=None, help="stop (resumably) after this long")
     parser.add_argument("--workers", type=int, default=1, help="stages played at a time")
     parser.add_argument(
         "--threads", type=int, default=None, help="threads per stage (default: cores / workers)"
     )
     parser.add_argument("--status", action="store_true", help="list the stages left and exit")
+
+
+def parse_piece_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--workers and --threads must be at least 1")
+    return args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    add_piece_arguments(parser)
     parser.add_argument(
         "--new-warm-start",
         action="store_true",
         help="train the warm start although finished runs started from one that is not here",
     )
-    args = parser.parse_args()
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--workers and --threads must be at least 1")
+    args = parse_piece_arguments(parser)
 
     stages = pending(args.methods, args.seeds)
     for stage in filter(stranded, stages_not_done(args.methods, args.seeds)):

@@ -321,19 +321,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--lam", type=float, choices=LAMBDAS, help="λ of claim 2 (default: chosen_lambda.json)"
     )
-    parser.add_argument("--budget-minutes", type=float, default=None, help="stop (resumably) after this long")
-    parser.add_argument("--workers", type=int, default=1, help="stages played at a time")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="threads per stage (default: cores / workers)"
-    )
-    parser.add_argument("--status", action="store_true", help="list the stages left and exit")
+    cpu_driver.add_piece_arguments(parser)
     parser.add_argument(
         "--new-warm-start", action="store_true", help="record a warm start of another fingerprint"
     )
     parser.add_argument("--allow-new-commit", action="store_true", help="resume runs made at another commit")
-    args = parser.parse_args()
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--workers and --threads must be at least 1")
+    args = cpu_driver.parse_piece_arguments(parser)
     return args
 
 
