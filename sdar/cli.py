@@ -159,6 +159,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(args.config, *args.overrides, output=args.output)
     if result.is_main:
         print_run_summary(result.run_dir, result.history, result.evaluations)
+        if result.history:
+            from sdar.evaluation.plots import plot_run_success
+
+            curve = plot_run_success(result.run_dir)
+            print(f"learning curve: {curve or 'not drawn (pip install matplotlib)'}")
     return 0
 
 

@@ -259,6 +259,24 @@ def curve_figure(curve: Curve, runs: list[Run]):
     return figure
 
 
+def plot_run_success(run_dir: Path) -> Path | None:
+    """Write RUN/curve_success.png, the run's own learning curve (train success per step, its panel
+    evaluations as markers); None when matplotlib is missing or there is nothing to draw."""
+    from sdar.evaluation.runs import read_run
+
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    figure = curve_figure(CURVES[0], [read_run(run_dir)])
+    if figure is None:  # no step logged a success rate and no panel ran
+        return None
+    path = Path(run_dir) / f"curve_{CURVES[0].stem}.png"
+    figure.savefig(path)
+    return path
+
+
 def plot_curves(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
     """Write curve_<stem>.png for every curve some run logged; return (path, caption) pairs."""
     try:

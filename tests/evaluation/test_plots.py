@@ -161,3 +161,19 @@ def test_a_run_with_only_evaluations_and_no_success_metric_still_gets_a_success_
     figure = curve_figure(CURVE["success"], runs)
     assert figure is not None and lines_of(figure.axes[0], "evaluation")
     assert curve_figure(CURVE["gate_mean"], runs) is None
+
+
+def test_a_finished_run_draws_its_own_success_curve_into_its_directory(tmp_path):
+    import json
+
+    import matplotlib.image
+
+    from sdar.evaluation.plots import plot_run_success
+
+    (tmp_path / "config.yaml").write_text("seed: 3\nalgorithm: {method: sdar}\nenv: {name: alfworld-gen}\n")
+    steps = [{"step": 1, "train/won_rate": 0.25}, {"step": 2, "train/won_rate": 0.75}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(step) + "\n" for step in steps))
+    path = plot_run_success(tmp_path)
+    assert path == tmp_path / "curve_success.png"
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert height > 100 and width > 100
