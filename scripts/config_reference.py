@@ -36,12 +36,13 @@ HEADER = f"""# Configuration reference
 
 A run is configured by frozen dataclasses, the only home of defaults: `Config` in `sdar/config.py`, its
 sections in `sdar/config_sections.py` and `sdar/config_training.py`. A config is built from the defaults, then
-a preset (`sdar/configs/<name>.yaml`) or your YAML file (`base: <preset>` extends a preset), then dotted
-overrides on the command line (`trainer.steps=10`, `env.options.priors=shuffled`); values are read as YAML. A
-bad value fails at start-up with the field, the value and what is allowed. `sdar config CONFIG [KEY=VALUE
-...]` prints the resolved config; every run saves it as `RUN/config.yaml`. "paper:" and "release:" give
-the setting of the paper or of its released scripts ([method.md](method.md) §6), per environment where they
-differ.
+a preset (`sdar/configs/<name>.yaml`) or your YAML file (`base: <preset>` extends a preset or another file,
+section by section; `env.options` merge key by key unless the file names another env, whose options start
+empty), then dotted overrides on the command line (`trainer.steps=10`, `env.options.priors=shuffled`);
+values are read as YAML. A bad value fails at start-up with the field, the value and what is allowed. `sdar
+config CONFIG [KEY=VALUE ...]` prints the resolved config; every run saves it as `RUN/config.yaml`. "paper:"
+and "release:" give the setting of the paper or of its released scripts ([method.md](method.md) §6), per
+environment where they differ.
 
 `null` in an `algorithm` coefficient means "the method's default" (`sdar/algorithms/methods.py`); the saved
 config states the value used. Float fields refuse NaN and infinities.

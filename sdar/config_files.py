@@ -164,9 +164,14 @@ def read_source(source: str) -> dict:
 
 
 def _deep_merge(low: dict, high: dict) -> dict:
+    """`high` over `low`, mapping by mapping. An env's `options` belong to that env: they merge key by key
+    while the env stays the same, and a file that names another env starts its options afresh."""
     merged = dict(low)
+    other_env = "name" in high and high["name"] != low.get("name")
+    if other_env and "options" in merged:
+        merged["options"] = {}
     for key, value in high.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value

@@ -101,6 +101,20 @@ def test_yaml_base_preset_is_extended(tmp_path):
     assert config.rollout.group_size == 2  # sibling fields of the section are kept
 
 
+def test_env_options_merge_key_by_key_over_a_base_of_the_same_env(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: smoke\nenv:\n  options:\n    valid_games: 9\n")
+    assert load_config(str(path)).env.options == {"train_games": 12, "valid_games": 9}  # train_games: smoke's
+
+
+def test_a_file_naming_another_env_starts_its_options_afresh(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: smoke\nenv:\n  name: toy\n")
+    assert load_config(str(path)).env.options == {}  # smoke's alfworld-gen options do not reach the toy env
+    path.write_text("base: smoke\nenv:\n  name: toy\n  options: {places: 3}\n")
+    assert load_config(str(path)).env.options == {"places": 3}
+
+
 def test_a_relative_yaml_base_is_read_beside_the_file_naming_it(tmp_path, monkeypatch):
     folder = tmp_path / "experiment"
     folder.mkdir()
