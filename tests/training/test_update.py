@@ -261,3 +261,29 @@ def test_one_on_policy_pass_needs_one_epoch_one_mini_batch_and_no_dropout():
     adapters = load_config("smoke", ["model.lora_rank=4", "model.lora_dropout=0.1"]).model
     assert has_active_dropout(load_model(adapters)[0])
     assert not has_active_dropout(load_model(load_config("smoke", ["model.lora_rank=4"]).model)[0])
+
+
+def test_one_grpo_update_raises_the_rows_with_a_positive_advantage_and_lowers_the_others():
+    """The whole update path (scoring, PPO surrogate, aggregation, AdamW) moves each row the way its
+    advantage says: the check that no sign is lost between the advantages and the weights."""
+    overrides = ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
+    config = load_config("smoke", overrides)
+    torch.manual_seed(0)
+    model, _ = load_model(config.model)
+    generator = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(1, 200, (8,), generator=generator).tolist() for _ in range(6)]
+    responses = [torch.randint(1, 200, (5,), generator=generator).tolist() for _ in range(6)]
+    batch = batch_of(prompts, responses)
+    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=6)
+    batch.advantages = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    trainer = TrainerConfig(mini_batch_rows=6, micro_batch_rows=3, grad_clip=1.0, ppo_epochs=1)
+    policy_update(
+        Learner(model, optimizer, scheduler), batch, objective=settings_from_config(config.algorithm),
+        trainer=trainer, step=0, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    after, _ = score_batch(model, batch, micro_batch_rows=6)
+    change = ((after - batch.old_logprobs) * batch.response_mask).sum(-1)  # [6] summed over each response
+    assert (change[batch.advantages > 0] > 0).all() and (change[batch.advantages < 0] < 0).all()
