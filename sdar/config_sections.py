@@ -238,6 +238,11 @@ class AlgorithmConfig(ValidatedSection):
         algorithm_registry("GATES"),
         "the distillation gate g_t: gap = σ(β·Δ_t) (paper), entropy, soft_or",
     )
+    gate_baseline: float = bounded(
+        0.0, 0.0, 1.0,
+        help="b subtracted from the gate in the distillation term, (g − b)·(log π_T − log π_θ): 0 = paper; ½ "
+        "lowers the tokens the teacher rejects and leaves those it is neutral on (docs/method.md §9)",
+    )  # fmt: skip
     policy_coef: float | None = method_default("weight of the PPO-clip policy-gradient term (1; opsd: 0)")
     kl_coef: float | None = method_default(
         "α_KL: weight of the KL to the reference model (paper: 0.01; the release's Search-QA scripts 0.001)"

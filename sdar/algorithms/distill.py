@@ -108,20 +108,25 @@ def sdar_token_loss(
     beta: float = SDAR_BETA,
     gate: str = "gap",
     entropy: Tensor | None = None,
+    baseline: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Gated distillation per token [B, T]: ℓ = g · (teacher_logprobs − logprobs), g = stopgrad(gate(β, Δ)).
+    """Gated distillation per token [B, T]: ℓ = (g − b) · (teacher_logprobs − logprobs), g = stopgrad(gate(β,
+    Δ)), b = `baseline`.
 
-    ∂ℓ/∂logprobs = −g: the term always raises the sampled token's probability, by the gate's amount.
+    ∂ℓ/∂logprobs = −(g − b). With b = 0 (the paper) the term always raises the sampled token's probability,
+    by the gate's amount. With b = ½ it raises the tokens the teacher endorses (g > ½), lowers those it
+    rejects (g < ½) and leaves those where teacher and student agree (g = ½); since E_y[∇ log π(y)] = 0, b
+    changes the gradient's variance, not its expectation over the sampled tokens.
     `entropy` (needed by the "entropy" and "soft_or" gates) is the student's per-token entropy ALREADY
     normalised to [0, 1] by log|V| (see `normalised_entropy`). β = 0 gives g ≡ 0.5 (GRPO+OPSD).
-    stats (detached, per token): "gate" g, "gap" Δ.
+    stats (detached, per token): "gate" g (without b), "gap" Δ.
     """
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}; choose one of: {', '.join(GATES)}")
     teacher_logprobs = teacher_logprobs.detach()
     gap = teacher_logprobs - logprobs.detach()  # [B, T] Δ with the CURRENT student, detached
     weight = GATES[gate](gap, beta=beta, entropy=entropy).detach()  # [B, T]
-    loss = weight * (teacher_logprobs - logprobs)
+    loss = (weight - baseline) * (teacher_logprobs - logprobs)
     return loss, {"gate": weight, "gap": gap}
 
 
@@ -247,7 +252,12 @@ def _sdar_term(logprobs, old_logprobs, teacher_logprobs, *, entropy, vocab_size,
     if gate.reads_entropy and entropy is not None and vocab_size is not None:
         gate_entropy = normalised_entropy(entropy.detach(), vocab_size)
     return sdar_token_loss(
-        logprobs, teacher_logprobs, beta=settings.beta, gate=settings.gate, entropy=gate_entropy
+        logprobs,
+        teacher_logprobs,
+        beta=settings.beta,
+        gate=settings.gate,
+        entropy=gate_entropy,
+        baseline=settings.gate_baseline,
     )
 
 

@@ -4,11 +4,12 @@ target fraction ρ of the policy-gradient term's push.
 
 Both pushes are the magnitude of a term's derivative with respect to a token's log-prob at the step's start,
 where π_θ = π_old: the PPO surrogate −A_t·r_t has derivative −A_t at ratio 1, so the policy-gradient term
-(weighted `policy_coef`) pushes token t by policy_coef·|A_t|; the gated term g_t·(log π_T − log π_θ), g
-stop-grad, has derivative −g_t, so it pushes by g_t (GRPO+OPSD: ½), g_t from the teacher's and π_old's
-log-probs. Over every response token of the step, on every process:
+(weighted `policy_coef`) pushes token t by policy_coef·|A_t|; the gated term (g_t − b)·(log π_T − log π_θ),
+g stop-grad, b = `algorithm.gate_baseline` (0 in the paper), has derivative −(g_t − b), so it pushes by
+|g_t − b| (the paper's term: g_t; GRPO+OPSD: ½), g_t from the teacher's and π_old's log-probs. Over every
+response token of the step, on every process:
 
-    λ = min(λ_max, ρ · mean_t policy_coef·|A_t| / mean_t g_t)          (`adaptive_distill_weight`)
+    λ = min(λ_max, ρ · mean_t policy_coef·|A_t| / mean_t |g_t − b|)    (`adaptive_distill_weight`)
 
 A term's push is one derivative per token, so the ratio of the means is that of the token sums, which the
 processes add before dividing (`distill_push_sums`, `step_distill_weight`). A new rule is an entry in
@@ -26,7 +27,7 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class PushSums:
-    """Σ_t policy_coef·|A_t| and Σ_t g_t over the step's valid response tokens (every process's)."""
+    """Σ_t policy_coef·|A_t| and Σ_t |g_t − b| over the step's valid response tokens (every process's)."""
 
     policy: float
     distill: float
@@ -39,10 +40,12 @@ def distill_push_sums(
     teacher_logprobs: Tensor,
     response_mask: Tensor,
 ) -> list[float]:
-    """[Σ policy_coef·|A_t|, Σ g_t] over this process's valid tokens at the step's start (module docstring).
+    """[Σ policy_coef·|A_t|, Σ |g_t − b|] over this process's valid tokens at the step's start (module
+    docstring).
 
     advantages: [N] (one per row) or [N, T]; old/teacher_logprobs, response_mask: [N, T]. `settings` is the
-    run's ObjectiveSettings; g is its gate of the gap Δ' = teacher − old (`gate_of_gap`).
+    run's ObjectiveSettings; g is its gate of the gap Δ' = teacher − old (`gate_of_gap`), b its
+    `gate_baseline` (0 in the paper's term, where the push is g itself).
     """
     mask = response_mask.bool()
     if advantages.dim() == mask.dim() - 1:
@@ -54,7 +57,7 @@ def distill_push_sums(
             f"the distillation term {settings.distill!r} with gate {settings.gate!r} has no gate of the gap "
             "alone to measure its push by"
         )
-    return [float(policy_push[mask].sum()), float(gate[mask].sum())]
+    return [float(policy_push[mask].sum()), float((gate - settings.gate_baseline).abs()[mask].sum())]
 
 
 def adaptive_distill_weight(sums: PushSums, *, target: float, maximum: float, fallback: float) -> float:

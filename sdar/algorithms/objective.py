@@ -72,6 +72,7 @@ class ObjectiveSettings:
     distill_weight_max: float = 1.0  # λ_max of "adaptive": at most the policy-gradient term's weight
     beta: float = _BACKBONE.beta
     gate: str = "gap"
+    gate_baseline: float = 0.0  # b in (g − b)·(log π_T − log π_θ); 0 is the paper's term
     clip_low: float = PPO_CLIP
     clip_high: float = PPO_CLIP
     dual_clip: float | None = PPO_DUAL_CLIP  # None disables the dual clip

@@ -34,6 +34,20 @@ def test_sdar_gate_and_loss_hand_case():
     torch.testing.assert_close(logprobs.grad, tensor([[-0.5, -SIGMOID_OF_1, -SIGMOID_OF_MINUS_1]]))
 
 
+def test_a_gate_baseline_of_one_half_lowers_rejected_tokens_and_leaves_neutral_ones():
+    logprobs = tensor([[-1.0, -1.0, -1.0]]).requires_grad_(True)
+    teacher_logprobs = tensor([[-1.0, -0.8, -1.2]])  # Δ = [0, 0.2, −0.2]: neutral, endorsed, rejected
+    loss, stats = sdar_token_loss(logprobs, teacher_logprobs, beta=5.0, baseline=0.5)
+    # the logged gate is g, not g − b
+    torch.testing.assert_close(stats["gate"], tensor([[0.5, SIGMOID_OF_1, SIGMOID_OF_MINUS_1]]))
+    # ℓ = (g − ½)·Δ = [0, 0.2·(σ(1) − ½), −0.2·(σ(−1) − ½)]
+    torch.testing.assert_close(loss, tensor([[0.0, 0.04621171572600, 0.04621171572600]]))
+    loss.sum().backward()
+    # ∂ℓ/∂logprobs = −(g − ½): the neutral token stays, the endorsed one rises, the rejected one falls
+    torch.testing.assert_close(logprobs.grad, tensor([[0.0, 0.5 - SIGMOID_OF_1, 0.5 - SIGMOID_OF_MINUS_1]]))
+    assert logprobs.grad[0, 1] < 0 < logprobs.grad[0, 2]
+
+
 def test_gate_carries_no_gradient_and_teacher_none():
     logprobs = tensor([[-1.0, -2.0]]).requires_grad_(True)
     teacher_logprobs = tensor([[-0.5, -2.5]]).requires_grad_(True)

@@ -41,6 +41,9 @@ def test_push_sums_hand_case():
     policy, distill = distill_push_sums(adaptive(), advantages, old, teacher, mask)
     assert policy == 2.5
     assert distill == pytest.approx(0.5 + SIGMOID_OF_1 + SIGMOID_OF_MINUS_1, abs=1e-15)
+    # with a gate baseline b = ½ the distillation push is |g − ½|: 0 + (σ(1) − ½) + (½ − σ(−1))
+    _, distill = distill_push_sums(adaptive(gate_baseline=0.5), advantages, old, teacher, mask)
+    assert distill == pytest.approx(SIGMOID_OF_1 - SIGMOID_OF_MINUS_1, abs=1e-15)
     # the policy-gradient term's coefficient scales its push; token advantages [N, T] read as they are
     policy, _ = distill_push_sums(
         adaptive(policy_coef=2.0), advantages[:, None].expand(2, 2), old, teacher, mask
