@@ -105,6 +105,11 @@ class ObjectiveSettings:
             raise ValueError(f"dual_clip={self.dual_clip} must be > 1 (or None to disable the dual clip)")
         if self.rollout_correction_cap < 1.0:
             raise ValueError(f"rollout_correction_cap={self.rollout_correction_cap} must be ≥ 1")
+        if self.gate_baseline != 0 and not (self.distill is not None and DISTILL_TERMS[self.distill].gated):
+            raise ConfigError(
+                f"algorithm.gate_baseline={self.gate_baseline} has no gated distillation term to act on "
+                f"(the method's term: {self.distill!r}); use it with sdar or grpo_opsd, or leave it at 0"
+            )
         if self.reads_old_before_update and not self.gated_by_gap:
             raise ConfigError(
                 f"algorithm.distill_weight={self.distill_weight!r} measures the distillation term's push by "

@@ -157,3 +157,13 @@ def test_gap_by_turn():
 def test_gate_bins_are_tenths_closed_below_and_the_last_holds_one(dtype):
     gates = torch.tensor([0.0, 0.05, 0.1, 0.28, 0.3, 0.55, 0.7, 0.88, 0.9, 0.95, 1.0], dtype=dtype)
     assert gate_bin(gates).tolist() == [0, 0, 1, 2, 3, 5, 7, 8, 9, 9, 9]
+
+
+def test_a_gate_baseline_without_a_gated_term_is_refused():
+    from sdar.algorithms import settings_for_method
+    from sdar.errors import ConfigError
+
+    assert settings_for_method("sdar", gate_baseline=0.5).gate_baseline == 0.5
+    for method in ("grpo", "skill_sd"):  # no distillation term; Skill-SD's k3 term has no gate
+        with pytest.raises(ConfigError, match="gate_baseline=0.5 has no gated distillation term"):
+            settings_for_method(method, gate_baseline=0.5)
