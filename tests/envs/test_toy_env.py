@@ -34,9 +34,28 @@ def test_the_expert_wins_in_the_fewest_turns_and_a_locked_chest_stays_shut():
     assert env.step("take gold key").observation == "Nothing happens."  # not found yet
 
 
+def test_expert_detours_search_a_place_without_the_key_first_and_leave_the_rooms_as_they_were():
+    plain, detouring = ToyEnv(tasks_per_split=200), ToyEnv(tasks_per_split=200, expert_detours=1.0)
+    for task_id in plain.task_ids("train")[:20]:
+        assert detouring.reset(task_id)[1].observation == plain.reset(task_id)[1].observation
+        assert detouring.key_place == plain.key_place  # the same room, the key in the same place
+        outcome = run_episode(detouring, ExpertPolicy(detouring), task_id, max_turns=6)
+        first, second = outcome.actions[:2]
+        assert outcome.won and len(outcome.actions) == 4
+        assert first != f"search {plain.key_place}" and first.startswith("search ")
+        assert second == f"search {plain.key_place}"
+    half = ToyEnv(tasks_per_split=200, expert_detours=0.5)
+    detoured = 0
+    for task_id in half.task_ids("train"):
+        detoured += len(run_episode(half, ExpertPolicy(half), task_id, max_turns=6).actions) == 4
+    assert 80 < detoured < 120  # about half of 200
+
+
 def test_bad_options_and_splits_are_refused_by_name():
     with pytest.raises(ConfigError, match="unknown toy option.*colors; valid env.options: places, prior"):
         make_env(load_config("toy", ["env.options={colors: 3}"]).env)
+    with pytest.raises(ConfigError, match=r"env.options.expert_detours=2: a probability"):
+        make_env(load_config("toy", ["env.options={expert_detours: 2}"]).env)
     with pytest.raises(ConfigError, match=r"env.options.places=9: choose 2 to 8"):
         make_env(load_config("toy", ["env.options={places: 9}"]).env)
     with pytest.raises(ValueError, match="valid splits: train, valid, test"):

@@ -3,7 +3,8 @@ package, so training, SFT warm starts and evaluations run end to end on any inst
 `sdar train toy`). The game is in env.py, its skill library in sdar/skills/toy.
 
 Options (env.options): places (5 per room, 2-8), prior (0.8: how often a key lies in its colour's usual
-place), tasks_per_split (32). Turn limit: env.max_turns, by default 6.
+place), tasks_per_split (32), expert_detours (0: the share of tasks where the expert first searches a place
+without the key). Turn limit: env.max_turns, by default 6.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sdar.envs.replies import parse_action_reply
 from sdar.envs.toy.env import COLOURS, ToyEnv
 from sdar.errors import ConfigError
 
-OPTIONS = ("places", "prior", "tasks_per_split")
+OPTIONS = ("places", "prior", "tasks_per_split", "expert_detours")
 
 
 def make_toy_env(data_dir=None, **options) -> ToyEnv:

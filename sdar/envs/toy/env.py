@@ -7,7 +7,9 @@ privileged information SDAR distils, as ALFWorld's skills say where objects usua
 
 Tasks are "<split>-<index>" (splits: SPLITS, `tasks_per_split` each). A task id always draws the same room,
 and the colours take turns by index, so a panel's first 4k tasks hold each colour k times. The expert knows
-where the key is: search there, take the key, open the chest.
+where the key is: search there, take the key, open the chest. With `expert_detours` p it first searches
+another place of the room in a share p of the tasks (drawn from the task id apart from the room), so that
+its demonstrations also show what to do after a search that finds nothing.
 """
 
 from __future__ import annotations
@@ -27,16 +29,22 @@ EPISODE_OVER = "The episode is over."
 class ToyEnv:
     """The TextEnv protocol (sdar.envs.base) over one room at a time."""
 
-    def __init__(self, places: int = 5, prior: float = 0.8, tasks_per_split: int = 32):
+    def __init__(
+        self, places: int = 5, prior: float = 0.8, tasks_per_split: int = 32, expert_detours: float = 0.0
+    ):
         if not 2 <= places <= len(PLACES):
             raise ConfigError(f"env.options.places={places}: choose 2 to {len(PLACES)} places per room")
         if not 0.0 <= prior <= 1.0:
             raise ConfigError(f"env.options.prior={prior}: a probability, 0 to 1")
         if tasks_per_split < 1:
             raise ConfigError(f"env.options.tasks_per_split={tasks_per_split}: at least 1")
+        if not 0.0 <= expert_detours <= 1.0:
+            raise ConfigError(f"env.options.expert_detours={expert_detours}: a probability, 0 to 1")
         self.num_places, self.prior, self.tasks_per_split = places, prior, tasks_per_split
-        self.colour = self.key_place = ""
+        self.expert_detours = expert_detours
+        self.colour = self.key_place = self.detour = ""
         self.places: list[str] = []
+        self.searched: set[str] = set()
         self.found = self.held = self.done = False
 
     def task_ids(self, split: str) -> list[str]:
@@ -51,6 +59,10 @@ class ToyEnv:
         others = rng.sample([place for place in PLACES if place != usual], self.num_places - 1)
         self.places = sorted([usual, *others])
         self.key_place = usual if rng.random() < self.prior else rng.choice(others)
+        detours = random.Random(f"{task_id}/detour")  # apart from the room's draws: rooms stay as they were
+        elsewhere = [place for place in self.places if place != self.key_place]
+        self.detour = detours.choice(elsewhere) if detours.random() < self.expert_detours else ""
+        self.searched = set()
         self.found = self.held = self.done = False
         goal = f"open the {self.colour} chest"
         seen = ", ".join(f"a {place}" for place in self.places)
@@ -63,6 +75,7 @@ class ToyEnv:
         key, chest = f"{self.colour} key", f"{self.colour} chest"
         place = action.removeprefix("search ")
         if action.startswith("search ") and place in self.places:
+            self.searched.add(place)
             if place == self.key_place and not self.held:
                 self.found = True
                 return self._result(f"You find a {key} in the {place}.")
@@ -82,7 +95,11 @@ class ToyEnv:
             return None
         if self.held:
             return f"open {self.colour} chest"
-        return f"take {self.colour} key" if self.found else f"search {self.key_place}"
+        if self.found:
+            return f"take {self.colour} key"
+        if self.detour and self.detour not in self.searched:
+            return f"search {self.detour}"
+        return f"search {self.key_place}"
 
     def close(self) -> None:
         pass
