@@ -56,20 +56,27 @@ def test_scoring_in_compacted_micro_batches_equals_scoring_each_row_alone():
         assert torch.all(together[row, width:] == 0)
 
 
-def updated_twice(skip_zero_gradient: bool, without_passes: bool = False) -> tuple[dict, dict, dict]:
-    """A GRPO update with advantages, then one whose advantages are all zero (every group all won or all
-    lost; no entropy or KL term), by `policy_update` or by `update_without_gradient`: the weights before and
-    after the second, and its statistics with the optimizer's and the schedule's state after it."""
+def grpo_model_and_batch(*, rows: int, prompt_tokens: int, response_tokens: int, seed: int):
+    """The smoke preset's tiny model under GRPO without entropy or KL terms, and a batch of random rows with
+    the model's own log-probs as π_old."""
     config = load_config(
         "smoke", ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
     )
     torch.manual_seed(0)
     model, _ = load_model(config.model)
-    generator = torch.Generator().manual_seed(5)
-    prompts = [torch.randint(1, 200, (6,), generator=generator).tolist() for _ in range(4)]
-    responses = [torch.randint(1, 200, (3,), generator=generator).tolist() for _ in range(4)]
+    generator = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(1, 200, (prompt_tokens,), generator=generator).tolist() for _ in range(rows)]
+    responses = [torch.randint(1, 200, (response_tokens,), generator=generator).tolist() for _ in range(rows)]
     batch = batch_of(prompts, responses)
-    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=4)
+    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=rows)
+    return config, model, batch
+
+
+def updated_twice(skip_zero_gradient: bool, without_passes: bool = False) -> tuple[dict, dict, dict]:
+    """A GRPO update with advantages, then one whose advantages are all zero (every group all won or all
+    lost; no entropy or KL term), by `policy_update` or by `update_without_gradient`: the weights before and
+    after the second, and its statistics with the optimizer's and the schedule's state after it."""
+    config, model, batch = grpo_model_and_batch(rows=4, prompt_tokens=6, response_tokens=3, seed=5)
     batch.ref_logprobs = batch.teacher_logprobs = batch.old_logprobs
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.01)
@@ -266,15 +273,7 @@ def test_one_on_policy_pass_needs_one_epoch_one_mini_batch_and_no_dropout():
 def test_one_grpo_update_raises_the_rows_with_a_positive_advantage_and_lowers_the_others():
     """The whole update path (scoring, PPO surrogate, aggregation, AdamW) moves each row the way its
     advantage says: the check that no sign is lost between the advantages and the weights."""
-    overrides = ["algorithm.method=grpo", "algorithm.entropy_coef=0", "algorithm.kl_coef=0"]
-    config = load_config("smoke", overrides)
-    torch.manual_seed(0)
-    model, _ = load_model(config.model)
-    generator = torch.Generator().manual_seed(7)
-    prompts = [torch.randint(1, 200, (8,), generator=generator).tolist() for _ in range(6)]
-    responses = [torch.randint(1, 200, (5,), generator=generator).tolist() for _ in range(6)]
-    batch = batch_of(prompts, responses)
-    batch.old_logprobs, _ = score_batch(model, batch, micro_batch_rows=6)
+    config, model, batch = grpo_model_and_batch(rows=6, prompt_tokens=8, response_tokens=5, seed=7)
     batch.advantages = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=0.0)
