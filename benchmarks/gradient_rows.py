@@ -3,7 +3,7 @@ the rows with gradient, on the SAME batch, for several shares of rows in all-won
 
     python benchmarks/gradient_rows.py                                  # tiny model (smoke preset), ~1 min
     python benchmarks/gradient_rows.py --model smollm2-135m --lora-rank 16 --tasks 4 --group-size 4 \
-        --max-turns 1 --max-new-tokens 64                               # the quickstart shape, ~5 min
+        --max-turns 1 --max-new-tokens 64                               # the alfworld_cpu shape, ~5 min
 
 With the policy gradient as the only term on (GRPO without KL or entropy term, as in the CPU experiment), a
 row of a group whose episodes all won or all lost has advantage 0 and no gradient; the trainer then scores and

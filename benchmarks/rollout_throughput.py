@@ -1,6 +1,6 @@
 """Rollout throughput, two comparisons (`--compare`):
 
-backends (the generation backends side by side, at the main job's shape): the `quickstart` config's rollout
+backends (the generation backends side by side, at the `alfworld_cpu` shape): that config's rollout
 (the embedded SmolLM2-135M-Instruct with LoRA, 1 generated ALFWorld game x G = 4, up to 10 turns of up to 64
 tokens), played by `HFBackend` and by `VLLMBackend` on the same tasks and seeds, steps alternating between
 the backends so that load drifts hit both. Per backend: engine start (vLLM: process start and the first
@@ -12,7 +12,7 @@ batching (the HF backend's batched engine vs episode by episode): the same episo
 ALFWorld games x G = 4) through `sdar.rollout.engine.collect_episodes`: batched = one call with every
 episode; sequential = one call per episode (G = 1).
 
-    python benchmarks/rollout_throughput.py --compare backends              # quickstart shape, ~10 min
+    python benchmarks/rollout_throughput.py --compare backends              # alfworld_cpu shape, ~10 min
     python benchmarks/rollout_throughput.py --compare backends --vllm-dtype bf16
     python benchmarks/rollout_throughput.py                       # batching, tiny random model, seconds
     python benchmarks/rollout_throughput.py --model smollm2-135m --dtype bf16 --max-new-tokens 32
@@ -171,7 +171,7 @@ def compare_backends(args) -> None:
         f"rollout.vllm.enforce_eager={not args.vllm_compile}",
         f"rollout.vllm.cpu_cores={args.vllm_cores}",
     ]
-    config = load_config("quickstart", overrides)
+    config = load_config("alfworld_cpu", overrides)
     model, tokenizer = load_model(config.model)
     spec = get_env_spec(config.env.name)
     rollout = config.rollout
@@ -191,7 +191,7 @@ def compare_backends(args) -> None:
             "tokens": [],
         }
     print(
-        f"quickstart shape: {config.model.name} LoRA r={config.model.lora_rank} ({config.model.dtype}), "
+        f"alfworld_cpu shape: {config.model.name} LoRA r={config.model.lora_rank} ({config.model.dtype}), "
         f"{rollout.tasks_per_step} task x G={rollout.group_size}, <= {config.env.max_turns} turns x "
         f"{rollout.max_new_tokens} tokens; vLLM {args.vllm_dtype} "
         f"{'compiled' if args.vllm_compile else 'eager'}, cores {args.vllm_cores}; "

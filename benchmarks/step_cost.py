@@ -2,7 +2,7 @@
 
     python benchmarks/step_cost.py                                      # tiny model (smoke preset), ~30 s
     python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --tasks 4 --group-size 4 \
-        --max-turns 1 --max-new-tokens 64                               # the quickstart shape, ~6 min
+        --max-turns 1 --max-new-tokens 64                               # the alfworld_cpu shape, ~6 min
     python benchmarks/step_cost.py --model smollm2-135m --lora-rank 16 --memory-only   # 8 rows x 512 tokens
 
 One rollout is collected with the trainer's own session (`Trainer.session.rollout`, docs/method.md §5
@@ -50,7 +50,7 @@ from sdar.training.update import Learner, bf16_autocast, policy_update, score_ba
 
 
 def build_config(args):
-    preset = "smoke" if args.model == "tiny" else "quickstart"
+    preset = "smoke" if args.model == "tiny" else "alfworld_cpu"
     overrides = [
         f"model.name={args.model}",
         f"model.lora_rank={args.lora_rank}",
@@ -201,8 +201,8 @@ def step_cost(args) -> None:
             batch = rows_to_batch(turns, trainer.tokenizer.pad_token_id)
             phases = Phases(trainer, turns, batch)
             report_shape(config, trainer, turns, phases, stats, setup)
-            # Untimed: a process's first update pays one-time costs (up to ~7 s more at the quickstart shape:
-            # first touch of ~4 GB of activation memory, autograd and autocast set-up).
+            # Untimed: a process's first update pays one-time costs (up to ~7 s more at the alfworld_cpu
+            # shape: first touch of ~4 GB of activation memory, autograd and autocast set-up).
             phases.update("sdar")
             functions = {
                 "old log-probs": phases.old,
@@ -344,7 +344,7 @@ def shape_parser(description: str, tasks: int | None = None, group_size: int | N
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (quickstart preset)"
+        "--model", default="tiny", help="tiny (smoke preset) | smollm2-135m (alfworld_cpu preset)"
     )
     parser.add_argument("--lora-rank", type=int, default=0)
     preset = lambda value: "" if value is not None else " (default: the preset's)"  # noqa: E731

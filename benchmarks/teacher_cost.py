@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES))
-    parser.add_argument("--lora-rank", type=int, default=16, help="the quickstart's LoRA rank (0 = full)")
+    parser.add_argument("--lora-rank", type=int, default=16, help="alfworld_cpu's LoRA rank (0 = full)")
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--groups", type=int, default=4, help="distinct task types = distinct skill sets")
     parser.add_argument("--prompt-tokens", type=int, default=600)
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         "teacher, shared prefix, batched": teacher(True, "batched"),
     }
     if args.step:
-        update_rows = 4  # the quickstart's micro_batch_rows
+        update_rows = 4  # the alfworld_cpu preset's micro_batch_rows
 
         def update():
             model.train()

@@ -4,7 +4,7 @@
     python benchmarks/trl_step_cost.py                                    # the job below, 1 + 4 steps each
     python benchmarks/trl_step_cost.py --repeats 6 --kl-coef 0 --entropy-coef 0   # TRL's default terms
 
-The job: one turn of generated ALFWorld games (the quickstart's env), SmolLM2-135M-Instruct (the embedded
+The job: one turn of generated ALFWorld games (alfworld_cpu's env), SmolLM2-135M-Instruct (the embedded
 model, fp32, full fine-tuning), 4 prompts x G = 4 completions of at most 32 new tokens at temperature 1, one
 optimizer step per generation batch in micro-batches of 4 rows. The same settings on both sides, as far as
 they map:
@@ -99,7 +99,7 @@ def build_config(args):
         "trainer.tensorboard=false",
         f"seed={args.seed}",
     ]
-    return load_config("quickstart", overrides)
+    return load_config("alfworld_cpu", overrides)
 
 
 def mark() -> tuple[float, float]:
