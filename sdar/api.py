@@ -106,11 +106,13 @@ def train(
     parallel = DataParallel.from_environment()
     run_dir = Path(parallel.gather(str(run_dir))[0])  # one directory, named by process 0
     if resume is None:
+        from sdar.models.vllm_backend import check_installed
         from sdar.training.checkpoint import refuse_a_used_run_dir
         from sdar.training.sft import with_warm_start
 
         refuse_a_used_run_dir(run_dir)  # before a warm start that may take a while to train
         check_wandb(config.trainer.wandb_project)  # likewise
+        check_installed(config.rollout.backend)
 
         if parallel.is_main:  # process 0 trains (or finds) the cached warm start; the others then load it
             config = with_warm_start(config)

@@ -33,6 +33,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -54,6 +55,12 @@ INSTALL_HINT = (
 
 class VLLMBackendError(ActionableError):
     """The vLLM engine is missing, cannot start, or died; the message names the cause and the fix."""
+
+
+def check_installed(backend: str) -> None:
+    """`rollout.backend=vllm` needs the vllm package: checked at start-up, before a warm start trains."""
+    if backend == "vllm" and find_spec("vllm") is None:
+        raise VLLMBackendError(INSTALL_HINT)
 
 
 def import_vllm():

