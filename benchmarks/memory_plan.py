@@ -65,7 +65,7 @@ CASES = {
             "algorithm.kl_coef=0",
         ],
     ),
-    "quickstart-shape": (
+    "alfworld_cpu-shape": (
         SDAR,
         [
             "model.name=random:smollm2-135m?layers=6&tokenizer=tiny",
