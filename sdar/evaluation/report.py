@@ -8,8 +8,9 @@ column per env metric (WebShop Score, Search-QA F1). Runs of the same method, mo
 cell is the mean ± population std over them; a cell of a single run shows the std over its evaluation seeds,
 marked `*`.
 
-Which evaluation of a run counts: per panel, "final" is the one of the highest checkpoint step, else the one
-labelled `final`, else the only one; "best" is the one of the highest success rate. Results measured on
+Which evaluation of a run counts: per panel, "before training" is the one at checkpoint step 0; "final" is
+the one of the highest checkpoint step, else the one labelled `final`, else the only one; "best" is the one
+of the highest success rate. Results measured on
 different panel fingerprints are flagged (`†`), or refused with `strict`.
 
 Everything here is a pure function of `Run` records, except `write_report` at the end.
@@ -69,6 +70,11 @@ def final_evaluation(evaluations: list[Evaluation]) -> Evaluation | None:
     if labelled:
         return labelled[0]
     return evaluations[0] if len(evaluations) == 1 else None
+
+
+def start_evaluation(evaluations: list[Evaluation]) -> Evaluation | None:
+    """The one at checkpoint step 0 (the model training started from, e.g. the warm start); else none."""
+    return next((e for e in evaluations if e.checkpoint_step == 0), None)
 
 
 def best_evaluation(evaluations: list[Evaluation]) -> Evaluation | None:
@@ -302,13 +308,18 @@ def gate_blocks(runs: list[Run], histograms: list[tuple[str, str]]) -> list[Bloc
 def report_blocks(
     runs: list[Run], plots: list[tuple[str, str]], command: str = "", notes=(), histograms=()
 ) -> list[Block]:
-    """The whole report as blocks: final and best tables per panel, the gate per run, the runs, curves,
-    warnings. `plots` and `histograms`: (image path, caption) of the curves and of the gate histogram."""
+    """The whole report as blocks: final, before-training and best tables per panel, the gate per run, the
+    runs, curves, warnings. `plots` and `histograms`: (image path, caption) of the curves and of the gate
+    histogram."""
     blocks: list[Block] = [Heading("sdar report", 1)]
     if command:
         blocks += [Paragraph("Made by:"), Paragraph(command, code=True)]
     final_tables, best_tables = build_tables(runs, final_evaluation), build_tables(runs, best_evaluation)
-    for title, tables in (("Final evaluation", final_tables), ("Best over evaluations", best_tables)):
+    start_tables = build_tables(runs, start_evaluation)
+    sections = [("Final evaluation", final_tables), ("Best over evaluations", best_tables)]
+    if start_tables:  # runs evaluated at step 0 (trainer.eval_at_start): where training started
+        sections.insert(1, ("Before training (step 0)", start_tables))
+    for title, tables in sections:
         blocks.append(Heading(title, 2))
         if tables and title == "Final evaluation":
             blocks.append(Paragraph(LEGEND))
@@ -322,7 +333,8 @@ def report_blocks(
     if plots:
         blocks.append(Heading("Learning curves", 2))
         blocks += [Image(path, caption) for path, caption in plots]
-    problems = [*fingerprint_problems(final_tables + best_tables), *duplicate_seed_problems(runs), *notes]
+    tables = final_tables + start_tables + best_tables
+    problems = [*fingerprint_problems(tables), *duplicate_seed_problems(runs), *notes]
     if problems:
         blocks += [Heading("Warnings", 2), Bullets(tuple(dict.fromkeys(problems)))]
     return blocks

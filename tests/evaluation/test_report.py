@@ -23,6 +23,7 @@ from sdar.evaluation.report import (
     final_evaluation,
     format_statistic,
     mean_std,
+    start_evaluation,
     summary_values,
     write_report,
 )
@@ -116,6 +117,8 @@ def test_final_is_highest_checkpoint_step_and_best_is_highest_success():
     ]
     assert final_evaluation(evaluations).label == "final"
     assert best_evaluation(evaluations).label == "mid"
+    assert start_evaluation(evaluations).label == "step_0"
+    assert start_evaluation(evaluations[1:]) is None  # no evaluation of the model training started from
 
 
 def test_final_without_steps_is_the_label_final_or_the_only_one():
@@ -288,7 +291,7 @@ def write_run(root, name, method, seed, won_rates, summaries: dict, torn=False):
 def make_runs(root):
     return [
         write_run(root, f"{method}-{seed}", method, seed, rates, {
-            "step_0": make_summary({"pick_and_place_simple": (0, 4)}, step=0),
+            "step_0": make_summary({"pick_and_place_simple": (seed, 4)}, step=0),
             "final": make_summary({"pick_and_place_simple": (won, 4)}, step=3),
         }, torn=torn)
         for method, seed, rates, won, torn in [
@@ -306,6 +309,8 @@ def test_write_report_files(tmp_path):
     markdown = written["markdown"].read_text()
     assert "| sdar | 87.5 ± 12.5 | 87.5 ± 12.5 | 2 | 8 | ffffffffffffffff |" in markdown
     assert "| grpo | 25.0 | 25.0 | 1 | 4 | ffffffffffffffff |" in markdown
+    start = markdown[markdown.index("## Before training") : markdown.index("## Best over evaluations")]
+    assert "| sdar | 12.5 ± 12.5 | 12.5 ± 12.5 | 2 | 8 |" in start and "| grpo | 0.0 | 0.0 | 1 | 4 |" in start
     for stem in ("success", "return", "gate_mean", "gap_mean"):
         assert (tmp_path / "out" / f"curve_{stem}.png").stat().st_size > 5000
         assert f"](curve_{stem}.png)" in markdown
