@@ -54,13 +54,15 @@ METHODS: dict[str, MethodSpec] = {
     for spec in (
         MethodSpec(
             name="grpo",
-            description="GRPO backbone: PPO-clip on group-relative advantages + KL + entropy "
-                "(docs/method.md §3)",
+            description=(
+                "GRPO backbone: PPO-clip on group-relative advantages + KL + entropy (docs/method.md §3)"
+            ),
         ),
         MethodSpec(
             name="sdar",
-            description="SDAR: GRPO + λ·token_mean(σ(βΔ)·(log π_T − log π_θ)), λ=0.01, β=5 "
-                "(docs/method.md §3)",
+            description=(
+                "SDAR: GRPO + λ·token_mean(σ(βΔ)·(log π_T − log π_θ)), λ=0.01, β=5 (docs/method.md §3)"
+            ),
             distill="sdar",
             distill_coef=0.01,
         ),
@@ -73,29 +75,35 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="opsd",
-            description="OPSD: the SDAR term without the policy-gradient term; KL and entropy stay "
-                "(docs/method.md §3)",
+            description=(
+                "OPSD: the SDAR term without the policy-gradient term; KL and entropy stay "
+                "(docs/method.md §3)"
+            ),
             policy_coef=0.0,
             distill="sdar",
             distill_coef=0.01,
         ),
         MethodSpec(
             name="skill_sd",
-            description="Skill-SD: GRPO + 0.001·token_mean(ρ·k3) toward the skill-prompted teacher "
-                "(docs/method.md §3)",
+            description=(
+                "Skill-SD: GRPO + 0.001·token_mean(ρ·k3) toward the skill-prompted teacher "
+                "(docs/method.md §3)"
+            ),
             distill="skill_sd",
             distill_coef=0.001,
         ),
         MethodSpec(
             name="rlsd",
-            description="RLSD: GRPO with token advantages reweighted by the teacher, λ 0.5→0 "
-                "(docs/method.md §3)",
+            description=(
+                "RLSD: GRPO with token advantages reweighted by the teacher, λ 0.5→0 (docs/method.md §3)"
+            ),
             advantage_shaping="rlsd",
         ),
         MethodSpec(
             name="skill_grpo",
-            description="Skill-GRPO: GRPO where the student itself sees the skills in its prompt "
-                "(docs/method.md §3)",
+            description=(
+                "Skill-GRPO: GRPO where the student itself sees the skills in its prompt (docs/method.md §3)"
+            ),
             student_sees_skills=True,
         ),
     )

@@ -118,7 +118,11 @@ def _run_step(config: Config, record_function) -> tuple[dict[str, int], list[str
 
     def update() -> None:
         policy_update(
-            Learner(model, optimizer, scheduler), batch, objective=settings, trainer=one_pass, step=0,
+            Learner(model, optimizer, scheduler),
+            batch,
+            objective=settings,
+            trainer=one_pass,
+            step=0,
             generator=torch.Generator().manual_seed(0),
         )
         if teacher is not None:

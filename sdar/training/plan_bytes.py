@@ -21,7 +21,6 @@ NO_GRAD_LOGIT_BYTES = 8
 BACKWARD_LOGIT_BYTES = 20
 
 
-
 def weight_bytes(config: Config) -> int:
     """Bytes of a weight, and of the residual stream between layers: 2 (bf16) or 4 (fp32)."""
     return 2 if config.model.dtype == "bf16" else 4

@@ -10,16 +10,29 @@ from sdar.skills import get_skill_library
 from sdar.skills.object_location import location_from_plan, location_is_right, location_line
 
 PICK = [
-    "go to countertop 1", "take tomato 1 from countertop 1",
-    "go to diningtable 1", "put tomato 1 in/on diningtable 1",
+    "go to countertop 1",
+    "take tomato 1 from countertop 1",
+    "go to diningtable 1",
+    "put tomato 1 in/on diningtable 1",
 ]
 HEAT = [
-    "go to fridge 1", "open fridge 1", "take egg 2 from fridge 1", "go to microwave 1",
-    "heat egg 2 with microwave 1", "go to countertop 2", "put egg 2 in/on countertop 2",
+    "go to fridge 1",
+    "open fridge 1",
+    "take egg 2 from fridge 1",
+    "go to microwave 1",
+    "heat egg 2 with microwave 1",
+    "go to countertop 2",
+    "put egg 2 in/on countertop 2",
 ]
 PICK_TWO = [
-    "go to sofa 1", "take pillow 1 from sofa 1", "go to bed 1", "put pillow 1 in/on bed 1",
-    "go to armchair 1", "take pillow 2 from armchair 1", "go to bed 1", "put pillow 2 in/on bed 1",
+    "go to sofa 1",
+    "take pillow 1 from sofa 1",
+    "go to bed 1",
+    "put pillow 1 in/on bed 1",
+    "go to armchair 1",
+    "take pillow 2 from armchair 1",
+    "go to bed 1",
+    "put pillow 2 in/on bed 1",
 ]
 
 

@@ -20,8 +20,17 @@ def test_sigterm_stops_the_run_and_its_env_workers(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SDAR_CACHE": str(tmp_path / "cache")}
     command = [
-        sys.executable, "-m", "sdar.cli", "train", "toy", "--output", str(run_dir),
-        "env.workers=1", "trainer.steps=200", "trainer.save_every=200", "trainer.eval_at_ends=false",
+        sys.executable,
+        "-m",
+        "sdar.cli",
+        "train",
+        "toy",
+        "--output",
+        str(run_dir),
+        "env.workers=1",
+        "trainer.steps=200",
+        "trainer.save_every=200",
+        "trainer.eval_at_ends=false",
     ]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
