@@ -1,6 +1,6 @@
 """The gate's histogram over training as `sdar report` draws it: one heatmap panel per run that logged the
 gate's bins (x = training step, y = gate value in tenths of [0, 1], colour = share of the step's response
-tokens in that tenth). The numbers come from `gate_stats`; matplotlib (Agg, no display) only draws.
+tokens in that tenth). The numbers come from `gate_stats`; matplotlib (a Figure, no display) only draws.
 
 One colour scale for every panel (0 to 100 % of tokens), so runs compare by colour; a step that did not log a
 bin is left blank. Runs without the bins are not drawn (the report's text names them)."""
@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from sdar.evaluation.gate_stats import GATE_BINS, GateHistogram, run_histograms
+from sdar.evaluation.plots import require_matplotlib
 from sdar.evaluation.runs import Run
 
 HISTOGRAM_STEM = "gate_histogram"
@@ -80,12 +81,7 @@ def gate_histogram_figure(runs: list[Run]):
 
 def plot_gate_histograms(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
     """Write gate_histogram.png when some run logged the gate's bins; return (path, caption) pairs."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("matplotlib is not installed: pip install 'sdar[plots]' (or matplotlib)") from None
-    matplotlib.use("Agg")
-
+    require_matplotlib()
     figure = gate_histogram_figure(runs)
     if figure is None:
         return []

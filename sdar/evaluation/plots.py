@@ -2,7 +2,7 @@
 min-max band over seeds; on the success panel, the runs' evaluations (RUN/eval/*) as markers (mean over the
 seeds evaluated at that step) with a min-max bar. A single seed draws a line (or markers) without band or
 bar; the legend names n and says what line and band are. The numbers come from pure functions; matplotlib
-(Agg, no display) only draws.
+(its Figure class, no display) only draws.
 
 Lines that coincide stay visible: each method's line is drawn narrower than the one before and above it, with
 its own marker, so equal curves show as one line inside another. Bands are light, outlined and hatched per
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 from sdar.evaluation.runs import Evaluation, Run, metric_value
@@ -259,16 +260,23 @@ def curve_figure(curve: Curve, runs: list[Run]):
     return figure
 
 
+def has_matplotlib() -> bool:
+    """The figures here are matplotlib `Figure`s written to files, not pyplot windows: no backend to pick."""
+    return find_spec("matplotlib") is not None
+
+
+def require_matplotlib() -> None:
+    if not has_matplotlib():
+        raise ImportError("matplotlib is not installed: pip install 'sdar[plots]' (or matplotlib)")
+
+
 def plot_run_success(run_dir: Path) -> Path | None:
     """Write RUN/curve_success.png, the run's own learning curve (train success per step, its panel
     evaluations as markers); None when matplotlib is missing or there is nothing to draw."""
     from sdar.evaluation.runs import read_run
 
-    try:
-        import matplotlib
-    except ImportError:
+    if not has_matplotlib():
         return None
-    matplotlib.use("Agg")
     figure = curve_figure(CURVES[0], [read_run(run_dir)])
     if figure is None:  # no step logged a success rate and no panel ran
         return None
@@ -279,12 +287,7 @@ def plot_run_success(run_dir: Path) -> Path | None:
 
 def plot_curves(runs: list[Run], output_dir: Path) -> list[tuple[Path, str]]:
     """Write curve_<stem>.png for every curve some run logged; return (path, caption) pairs."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("matplotlib is not installed: pip install 'sdar[plots]' (or matplotlib)") from None
-    matplotlib.use("Agg")
-
+    require_matplotlib()
     written = []
     for curve in CURVES:
         figure = curve_figure(curve, runs)

@@ -177,3 +177,15 @@ def test_a_finished_run_draws_its_own_success_curve_into_its_directory(tmp_path)
     assert path == tmp_path / "curve_success.png"
     height, width, _ = matplotlib.image.imread(path).shape
     assert height > 100 and width > 100
+
+
+def test_without_matplotlib_a_run_skips_its_curve_and_a_report_names_the_install(tmp_path, monkeypatch):
+    import sdar.evaluation.plots as plots
+    from sdar.evaluation.gate_plots import plot_gate_histograms
+
+    monkeypatch.setattr(plots, "find_spec", lambda name: None)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "train/won_rate": 0.5}\n')
+    assert plots.plot_run_success(tmp_path) is None and not (tmp_path / "curve_success.png").exists()
+    for plot in (plots.plot_curves, plot_gate_histograms):
+        with pytest.raises(ImportError, match=r"pip install 'sdar\[plots\]'"):
+            plot([], tmp_path)
