@@ -2,7 +2,7 @@
 min-max band over seeds; on the success panel, the runs' evaluations (RUN/eval/*) as markers (mean over the
 seeds evaluated at that step) with a min-max bar. A single seed draws a line (or markers) without band or
 bar; the legend names n and says what line and band are. The numbers come from pure functions; matplotlib
-(its Figure class, no display) only draws.
+(a Figure, no display) only draws.
 
 Lines that coincide stay visible: each method's line is drawn narrower than the one before and above it, with
 its own marker, so equal curves show as one line inside another. Bands are light, outlined and hatched per

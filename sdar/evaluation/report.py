@@ -10,8 +10,8 @@ marked `*`.
 
 Which evaluation of a run counts: per panel, "before training" is the one at checkpoint step 0; "final" is
 the one of the highest checkpoint step, else the one labelled `final`, else the only one; "best" is the one
-of the highest success rate. Results measured on
-different panel fingerprints are flagged (`†`), or refused with `strict`.
+of the highest success rate. Results measured on different panel fingerprints are flagged (`†`), or refused
+with `strict`.
 
 Everything here is a pure function of `Run` records, except `write_report` at the end.
 """
