@@ -107,7 +107,7 @@ def curve_groups(runs: list[Run]) -> dict[str, list[Run]]:
     """Runs with metrics grouped into lines: by method, plus env and model when the runs differ in them."""
     with_metrics = [run for run in runs if run.metrics]
     several_envs = len({run.env for run in with_metrics}) > 1
-    several_models = len({run.model for run in with_metrics}) > 1
+    several_models = len({run.model_label for run in with_metrics}) > 1
     groups: dict[str, list[Run]] = {}
     for run in with_metrics:
         parts = [run.method, *([run.env] if several_envs else [])]

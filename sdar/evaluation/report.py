@@ -171,7 +171,7 @@ def _columns(summaries: list[dict]) -> list[Column]:
 def build_tables(runs: list[Run], choose) -> list[PanelTable]:
     """One table per panel name: a row per method (model · method), each cell mean ± std over its runs of the
     evaluation `choose(evaluations of one run on one panel)` picks."""
-    several_models = len({run.model for run in runs}) > 1
+    several_models = len({run.model_label for run in runs}) > 1
     chosen: dict[str, list[tuple[Run, Evaluation]]] = {}
     for run in runs:
         for name, evaluations in by_panel(run.evaluations).items():
@@ -228,7 +228,7 @@ def duplicate_seed_problems(runs: list[Run]) -> list[str]:
     seen: dict[tuple, list[str]] = {}
     for run in runs:
         if run.metrics and run.seed is not None:
-            seen.setdefault((run.model, run.method, run.env, run.seed), []).append(run.name)
+            seen.setdefault((run.model_label, run.method, run.env, run.seed), []).append(run.name)
     return [
         f"runs {', '.join(names)} ({method}, {model}, {env}) share seed {seed}: they count as separate seeds"
         for (model, method, env, seed), names in seen.items()

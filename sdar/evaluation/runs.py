@@ -59,13 +59,18 @@ class Run:
     path: str = ""
     code: str = ""  # the git commit(s) the run was made at, from run_info.json ("" when not recorded)
     base_model: str = ""  # what its SFT warm start was trained from, from run_info.json ("" when unknown)
+    recipe: str = ""  # its SFT warm start's settings without the seed, from run_info.json ("" when unknown)
 
     @property
     def model_label(self) -> str:
-        """The model as reports name it: a cached SFT warm start, a path on the machine that trained it, by
-        its base model (when the run recorded it) and its cache key (set by base model and SFT settings)."""
+        """The model as reports name and group it. A cached SFT warm start is a path on the machine that
+        trained it; it is named by its base model (when the run recorded it) and its recipe key (base model
+        and SFT settings, so that runs whose warm starts differ only in their seed share one row), or by its
+        cache key (the same plus the seed) when the run recorded no recipe."""
         if not is_warm_start(self.model):
             return self.model
+        if self.recipe:
+            return f"{self.base_model or 'base model'} + SFT recipe {self.recipe}"
         key = Path(self.model).name
         return f"{self.base_model} + SFT {key}" if self.base_model else f"SFT warm start {key}"
 
@@ -182,9 +187,19 @@ def read_run(run_dir: str | Path) -> Run:
     method, env, model, seed = _config_fields(config)
     evaluations = read_evaluations(run_dir)
     info = run_info(run_dir)
-    base_model = str((info.get("warm_start") or {}).get("base_model", ""))
+    warm_start = info.get("warm_start") or {}
     return Run(
-        run_dir.name, method, env, model, seed, metrics, evaluations, str(run_dir), code_of(info), base_model
+        run_dir.name,
+        method,
+        env,
+        model,
+        seed,
+        metrics,
+        evaluations,
+        str(run_dir),
+        code_of(info),
+        str(warm_start.get("base_model", "")),
+        str(warm_start.get("recipe", "")),
     )
 
 

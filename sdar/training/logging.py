@@ -263,5 +263,6 @@ def warm_start_record(model_name: str) -> dict:
             stacklevel=2,
         )
         summary = {}
-    kept = ("base_model", "tasks", "pairs", "epochs", "loss_last", "seconds", "machine", "rebuilt_from")
+    kept = ("base_model", "recipe", "tasks", "pairs", "epochs", "loss_last", "seconds", "machine")
+    kept += ("rebuilt_from",)
     return {"key": Path(model_name).name, **{name: summary[name] for name in kept if name in summary}}

@@ -62,7 +62,21 @@ ENV_RUNTIME_SETTINGS = ("workers", "step_timeout_s", "executor", "ray_address")
 
 
 def warm_start_key(config: Config) -> str:
-    """16 hex characters naming the SFT result: base model, SFT settings, env, prompt format."""
+    """16 hex characters naming the SFT result: base model, SFT settings, env, prompt format and seed."""
+    return _short_hash(_key_payload(config))
+
+
+def recipe_key(config: Config) -> str:
+    """16 hex characters naming the SFT settings without the seed: the warm starts of one recipe under
+    several seeds (`sft.seed: -1`, one per run seed) share it, and reports pool their runs by it."""
+    return _short_hash({k: v for k, v in _key_payload(config).items() if k != "seed"})
+
+
+def _short_hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _key_payload(config: Config) -> dict:
     sft = {k: v for k, v in to_dict(config.sft).items() if k not in ("warm_start", "seed")}
     payload = {
         "version": SFT_FORMAT_VERSION,
@@ -84,7 +98,7 @@ def warm_start_key(config: Config) -> str:
         payload["teacher_skill_library"] = config.teacher.skill_library  # what the skill copies carry
     if config.teacher.skills_dir:  # named by its files' texts, wherever it lies
         payload["teacher_skills_dir"] = skills_dir_fingerprint(config.teacher.skills_dir)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return payload
 
 
 def sft_seed(config: Config) -> int:
@@ -211,6 +225,7 @@ def train_sft(config: Config, output_dir: Path, *, log=print) -> dict:
     model = model.cpu()  # saved from the CPU: the cached directory does not depend on the device
     summary = {
         "base_model": config.model.name,  # every run trained from it records it (run_info.json)
+        "recipe": recipe_key(config),  # and this, which names it in reports whatever its seed
         **counts,
         "epochs": sft.epochs,
         "loss_first": losses[0],

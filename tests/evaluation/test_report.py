@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 
 import pytest
 import yaml
@@ -349,6 +350,42 @@ def test_a_warm_started_run_is_named_by_its_base_model_and_warm_start_key(tmp_pa
     info = {"warm_start": {"key": "3e7376501cfe942a", "base_model": "smollm2-135m"}}
     (run_dir / "run_info.json").write_text(json.dumps(info))
     assert read_run(run_dir).model_label == "smollm2-135m + SFT 3e7376501cfe942a"
+
+
+def test_runs_whose_warm_starts_differ_only_in_seed_pool_into_one_row_by_their_recipe(tmp_path):
+    from sdar.evaluation.report import build_tables, final_evaluation
+    from sdar.evaluation.runs import read_run
+
+    sdar_0, sdar_1, grpo_0 = make_runs(tmp_path)
+    for run_dir, key in [
+        (sdar_0, "aaaaaaaaaaaaaaaa"),
+        (sdar_1, "bbbbbbbbbbbbbbbb"),
+        (grpo_0, "aaaaaaaaaaaaaaaa"),
+    ]:
+        config = (
+            run_dir / "config.yaml"
+        ).read_text()  # each seed its own warm start, as `sft.seed: -1` makes
+        (run_dir / "config.yaml").write_text(config.replace("name: tiny", f"name: /cache/sdar/sft/{key}"))
+
+    def labels(recipes: dict) -> list[str]:
+        for run_dir, recipe in recipes.items():
+            info = {"warm_start": {"key": "x", "base_model": "smollm2-135m", "recipe": recipe}}
+            (run_dir / "run_info.json").write_text(json.dumps(info))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sdar-0's torn metrics line
+            runs = [read_run(run_dir) for run_dir in recipes]
+        return [row.label for row in build_tables(runs, final_evaluation)[0].rows]
+
+    assert labels({sdar_0: "r" * 16, sdar_1: "r" * 16, grpo_0: "r" * 16}) == ["grpo", "sdar"]
+    assert labels({sdar_0: "", sdar_1: "", grpo_0: ""}) == [  # no recipe recorded: by cache key, seed apart
+        "smollm2-135m + SFT aaaaaaaaaaaaaaaa · grpo",
+        "smollm2-135m + SFT aaaaaaaaaaaaaaaa · sdar",
+        "smollm2-135m + SFT bbbbbbbbbbbbbbbb · sdar",
+    ]
+    assert labels({sdar_0: "r" * 16, sdar_1: "r" * 16, grpo_0: "s" * 16}) == [
+        f"smollm2-135m + SFT recipe {'r' * 16} · sdar",
+        f"smollm2-135m + SFT recipe {'s' * 16} · grpo",
+    ]
 
 
 def test_cli_report_refuses_mismatched_panels_when_strict(tmp_path, capsys):

@@ -11,7 +11,7 @@ from sdar.config import load_config
 from sdar.envs.replies import parse_action_reply
 from sdar.models import load_model
 from sdar.training.logging import machine, record_process, warm_start_record
-from sdar.training.sft import demonstration_pairs, warm_start, warm_start_key, with_warm_start
+from sdar.training.sft import demonstration_pairs, recipe_key, warm_start, warm_start_key, with_warm_start
 
 pytest.importorskip("alfworld")
 
@@ -57,6 +57,8 @@ def test_warm_start_trains_once_lowers_the_loss_and_is_reused(tmp_path):
     directory = warm_start(config)
     summary = json.loads((directory / "sft_summary.json").read_text())
     assert summary["loss_last"] < summary["loss_first"]
+    assert summary["recipe"] == recipe_key(config)  # and runs from it record it (run_info.json)
+    assert warm_start_record(str(directory))["recipe"] == summary["recipe"]
     stamp = (directory / "sft_summary.json").stat().st_mtime_ns
     trained = with_warm_start(config)  # second call: the cached directory, not retrained
     assert trained.model.name == str(directory)
@@ -167,6 +169,10 @@ def test_sft_seed_lets_several_run_seeds_share_one_warm_start():
     same = [load_config("smoke", [f"seed={seed}", "sft.seed=0"]) for seed in (0, 1, 2)]
     assert len({warm_start_key(config) for config in same}) == 1
     assert warm_start_key(load_config("smoke", ["seed=1"])) != warm_start_key(same[0])  # -1: the run's seed
+    per_seed = [load_config("smoke", [f"seed={seed}"]) for seed in (0, 1, 2)]  # a warm start per run seed
+    assert len({warm_start_key(config) for config in per_seed}) == 3
+    assert {recipe_key(config) for config in per_seed} == {recipe_key(same[0])}  # one recipe: one row
+    assert recipe_key(load_config("smoke", ["sft.epochs=5"])) != recipe_key(same[0])
 
 
 def test_warm_start_names_stay_stable_and_new_settings_enter_them():
