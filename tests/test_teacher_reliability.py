@@ -377,14 +377,28 @@ def test_the_report_reads_run_folders_and_writes_its_tables_and_the_readme_block
     monkeypatch.setattr(outcomes, "WARM_START_EVALS", tmp_path / "warm_start")
     monkeypatch.setattr(outcomes, "CHOSEN_LAMBDA", tmp_path / "chosen_lambda.json")
     monkeypatch.setattr(report, "REPORT", tmp_path / "report")
-    assert report.main() == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n{report.BEGIN}\nan old table\n{report.END}\nthe rest\n")
+    monkeypatch.setattr(report, "README", readme)
+    assert report.main(["--check"]) == 1  # the block is not yet what the runs give
+    assert report.main([]) == 0 and report.main(["--check"]) == 0
     results = (tmp_path / "report" / "results.md").read_text()
     assert "| grpo | grpo | – | – | 25.0 | – | – | 25.0 | 25.0 | – | – | 25.0 |" in results
     assert "| sdar-l0.1-half-s0 | sdar | 0 | 7.0 | 7.0 | 7.0 |" in results  # the gate table
     assert f"Criterion 0 ({report.CLAIMS['0']}): **untested**: the warm start's panel evaluations" in results
     assert not (tmp_path / "chosen_lambda.json").exists()  # the reliable runs of claim 1 are not in
-    block = (tmp_path / "report" / "readme_block.md").read_text()
-    assert block.startswith(report.BEGIN) and block.strip().endswith(report.END)
+    text = readme.read_text()
+    assert text.startswith(f"# intro\n{report.BEGIN}\n") and text.endswith(f"\n{report.END}\nthe rest\n")
+    block = text[text.index(report.BEGIN) : text.index(report.END)]
+    assert "an old table" not in block
     assert "| GRPO | 25.0 (1) | – | – | – | – |" in block
     assert "| SDAR, half line | – | – | 37.5 (1) | – | – |" in block
     assert (tmp_path / "report" / "gate_histogram_s0.png").is_file()
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="needs exactly one"):
+        report.main([])
+
+
+def test_the_readme_block_matches_the_committed_results():
+    report = load_script("report")
+    assert report.main(["--check"]) == 0, f"README.md's block is out of date: run {report.COMMAND}"

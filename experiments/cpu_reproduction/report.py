@@ -39,6 +39,7 @@ from paper_claims import (  # beside this file
 from sdar.algorithms import get_method
 from sdar.algorithms.distill import GATE_OFF_HALF, gap_gate, gate_off_half  # the trainer's, too
 from sdar.evaluation.document import Bullets, Paragraph, Table, to_markdown
+from sdar.evaluation.document import splice as splice_block
 from sdar.evaluation.plots import CURVES
 from sdar.evaluation.report import (
     LEGEND,
@@ -410,11 +411,10 @@ def readme_block() -> str:
 
 def splice(readme: str, block: str) -> str:
     """README text with the text between BEGIN and END replaced by `block`."""
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or readme.index(BEGIN) > readme.index(END):
-        raise SystemExit(f"{README}: needs exactly one {BEGIN!r} line followed by one {END!r} line")
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    try:
+        return splice_block(readme, BEGIN, END, block, str(README))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main() -> int:

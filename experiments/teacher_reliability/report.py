@@ -1,7 +1,8 @@
 """The experiment's report from the committed results only: report/results.md, its figures, chosen_lambda.json
 and the main README's block.
 
-    python experiments/teacher_reliability/report.py
+    python experiments/teacher_reliability/report.py          # report/, chosen_lambda.json, README block
+    python experiments/teacher_reliability/report.py --check  # exit 1 when README.md's block is out of date
 
 Reads config.yaml, metrics.jsonl and eval/*/summary.json of every finished run under results/, probes/*.json,
 and warm_start/{plain,reliable}/summary.json (outcomes.py). Writes report/results.md: the run table (final
@@ -10,12 +11,13 @@ README.md (criteria.py), the first-turn probes, the gate per run (sdar.evaluatio
 histogram over training (one figure per seed), and learning curves with min-max bands over seeds, one set per
 group of settings (sdar.evaluation.plots). Once seed 0's runs that claim 1's rule needs are in, it writes
 chosen_lambda.json (never over a different recorded choice: that one stays, and the report says so). The
-README block (one table: final success by method, teacher and λ) goes to report/readme_block.md, between
-BEGIN and END, and to the terminal.
+README block (one table: final success by method, teacher and λ) goes to the repository's README.md, between
+its BEGIN and END lines, and to the terminal.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import statistics
@@ -38,13 +40,15 @@ from run_table import (  # noqa: E402
     run_table,
 )
 
-from sdar.evaluation.document import Bullets, Heading, Image, Paragraph, Table, to_markdown  # noqa: E402
+from sdar.evaluation.document import Bullets, Heading, Image, Paragraph, Table, splice, to_markdown  # noqa: E402
 from sdar.evaluation.gate_stats import GATE_LEGEND, gate_rows, gate_table  # noqa: E402
 from sdar.evaluation.runs import Run  # noqa: E402
 
 ROOT = HERE.parents[1]
 EXPERIMENT = "experiments/teacher_reliability"  # links in the README block are relative to the repository
 REPORT = HERE / "report"
+README = ROOT / "README.md"
+COMMAND = f"python {EXPERIMENT}/report.py"
 BEGIN = (
     "<!-- teacher_reliability: written by `python experiments/teacher_reliability/report.py`; do not edit -->"
 )
@@ -287,7 +291,7 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
             f"({EXPERIMENT}/report/results.md)."
         ),
     ]
-    return f"{BEGIN}\n{to_markdown(blocks).strip()}\n{END}"
+    return to_markdown(blocks).strip()
 
 
 def results_markdown(
@@ -335,10 +339,31 @@ def results_markdown(
     return to_markdown(blocks)
 
 
-def main() -> int:
+def readme_with_block(readme: str, block: str) -> str:
+    """README.md with this experiment's block replaced; SystemExit naming the markers when it lacks them."""
+    try:
+        return splice(readme, BEGIN, END, block, str(README))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="only check that README.md's block is up to date"
+    )
+    args = parser.parse_args(argv)
     runs = outcomes.read_runs(outcomes.RESULTS)
     results = {parse_run_name(run.name): outcomes.run_outcome(run, outcomes.PROBES) for run in runs}
     warm = outcomes.read_warm_start(outcomes.WARM_START_EVALS, outcomes.PROBES)
+    readme = README.read_text(encoding="utf-8")
+    if args.check:
+        block = readme_block(results, warm, outcomes.read_chosen_lambda(outcomes.CHOSEN_LAMBDA))
+        if readme_with_block(readme, block) != readme:
+            print(f"{README}: the teacher-reliability block is out of date: run {COMMAND}", file=sys.stderr)
+            return 1
+        print(f"{README}: the teacher-reliability block matches the committed results")
+        return 0
     choice = criteria.choose_lambda(results)
     if write_chosen_lambda(choice, results, outcomes.CHOSEN_LAMBDA):
         print(f"chosen_lambda.json: λ = {lambda_text(choice.lam)} ({choice.reason})")
@@ -350,8 +375,8 @@ def main() -> int:
     markdown = results_markdown(runs, results, warm, recorded, lambda_block(choice, recorded), figures)
     (REPORT / "results.md").write_text(markdown, encoding="utf-8")
     block = readme_block(results, warm, recorded)
-    (REPORT / "readme_block.md").write_text(block + "\n", encoding="utf-8")
-    print(f"written: {shown(REPORT / 'results.md')}, {shown(REPORT / 'readme_block.md')}")
+    README.write_text(readme_with_block(readme, block), encoding="utf-8")
+    print(f"written: {shown(REPORT / 'results.md')} and the block in {shown(README)}:")
     print(block)
     return 0
 

@@ -102,3 +102,14 @@ def to_html(blocks: list[Block], title: str, image_base: Path | None = None) -> 
         blocks=[(type(block).__name__, block) for block in blocks],
         image_data=lambda block: _image_data(block, image_base),
     )
+
+
+def splice(text: str, begin: str, end: str, body: str, source: str = "the text") -> str:
+    """`text` with what lies between its `begin` line and its `end` line replaced by `body` (a generated block
+    in a hand-written page, such as a README's results table); ValueError unless `text` holds exactly one
+    `begin` line followed by exactly one `end` line."""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{source}: needs exactly one {begin!r} line followed by one {end!r} line")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
