@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sdar.config import Config
 from sdar.errors import ConfigError
 from sdar.models.shapes import ModelShape, model_shape
+from sdar.teacher_contexts import teacher_weight_kinds
 from sdar.training.plan_bytes import (
     BACKWARD_LOGIT_BYTES,
     LOGITS_CHUNK,
@@ -187,8 +188,9 @@ def state_terms(config: Config, shape: ModelShape, gpus: int) -> list[Term]:
                 "LoRA (the base without adapters is the reference), or algorithm.kl_coef=0",
             )
         )
-    if settings.needs_teacher or config.teacher.score_always:
-        terms.append(teacher_term(config, shape, kept, where, full_reference))
+    if settings.needs_teacher or config.teacher.score_always:  # a row per kind of weights its teachers use
+        kinds = teacher_weight_kinds(config.teacher)
+        terms += [teacher_term(kind, config, shape, kept, where, full_reference) for kind in kinds]
     if fsdp:
         update = shape.root_bytes + 2 * shape.layer_bytes
         update += shape.root_trainable_bytes + shape.layer_trainable_bytes  # unsharded, before reduce-scatter
@@ -213,11 +215,14 @@ def state_terms(config: Config, shape: ModelShape, gpus: int) -> list[Term]:
     return terms
 
 
-def teacher_term(config: Config, shape: ModelShape, kept: float, where: str, full_reference: bool) -> Term:
-    """teacher.weights: live = the policy itself; base = the LoRA base or the KL reference copy (shared), else
-    its own frozen copy; ema = an fp32 average of the trainable parameters, plus a copy of the live ones
-    while the average is swapped in for scoring."""
-    kind, lora = config.teacher.weights, config.model.lora_rank > 0
+def teacher_term(
+    kind: str, config: Config, shape: ModelShape, kept: float, where: str, full_reference: bool
+) -> Term:
+    """The weights a teacher scores with (teacher.weights, or a context's): live = the policy itself; base =
+    the LoRA base or the KL reference copy (shared), else its own frozen copy; ema = an fp32 average of the
+    trainable parameters, plus a copy of the live ones while the average is swapped in for scoring. Contexts
+    of one kind share them (sdar.training.session)."""
+    lora = config.model.lora_rank > 0
     advice = "teacher.weights=live (the policy scores as teacher)"
     if kind == "live" or (kind == "base" and (lora or full_reference)):
         shared = "the policy" if kind == "live" else ("the LoRA base" if lora else "the KL reference")

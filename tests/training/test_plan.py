@@ -109,6 +109,18 @@ def test_lora_trains_fp32_adapters_without_a_reference_copy():
     assert terms_of(result, "rollout")["sampling work"] == 4 * 64 * (layer + 64) == 8_077_312
 
 
+def test_several_teachers_hold_one_set_of_weights_per_kind_they_score_with():
+    contexts = "{line: {}, base: {weights: base, skills: false}, slow: {weights: ema}, slower: {weights: ema}}"
+    config = small("algorithm.kl_coef=0", f"teacher.contexts={contexts}")
+    shape = model_shape(config.model)
+    result = estimate(config, shape, gpus=1, gpu_memory=80 * GIB)
+    teachers = {name: held for name, held in terms_of(result, "scoring").items() if name.startswith("teacher")}
+    # live: the policy itself; base: a frozen bf16 copy (no KL reference to share, no LoRA); ema: one fp32
+    # average for both ema contexts, plus the live weights set aside while it is swapped in for scoring
+    assert teachers == {"teacher (live)": 0, "teacher (base)": MODEL, "teacher (ema)": 4 * PARAMETERS + MODEL}
+    assert terms_of(result, "backward")["teacher (ema)"] == 4 * PARAMETERS
+
+
 def test_vllm_holds_its_share_while_sampling_or_always_without_sleep():
     shape = model_shape(small().model)
     asleep = estimate(small("rollout.backend=vllm"), shape, 1, 80 * GIB)
