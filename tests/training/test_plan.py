@@ -110,11 +110,12 @@ def test_lora_trains_fp32_adapters_without_a_reference_copy():
 
 
 def test_several_teachers_hold_one_set_of_weights_per_kind_they_score_with():
-    contexts = "{line: {}, base: {weights: base, skills: false}, slow: {weights: ema}, slower: {weights: ema}}"
+    contexts = "{line: {}, base: {weights: base, skills: false}, slow: {weights: ema}, slow2: {weights: ema}}"
     config = small("algorithm.kl_coef=0", f"teacher.contexts={contexts}")
     shape = model_shape(config.model)
     result = estimate(config, shape, gpus=1, gpu_memory=80 * GIB)
-    teachers = {name: held for name, held in terms_of(result, "scoring").items() if name.startswith("teacher")}
+    scoring = terms_of(result, "scoring")
+    teachers = {name: held for name, held in scoring.items() if name.startswith("teacher")}
     # live: the policy itself; base: a frozen bf16 copy (no KL reference to share, no LoRA); ema: one fp32
     # average for both ema contexts, plus the live weights set aside while it is swapped in for scoring
     assert teachers == {"teacher (live)": 0, "teacher (base)": MODEL, "teacher (ema)": 4 * PARAMETERS + MODEL}
