@@ -83,7 +83,34 @@ class Config(ValidatedSection):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_rollout_correction(self)
-        teacher_contexts(self.teacher)  # a bad teacher context fails here, by its name
+        check_eval_teacher_context(self)  # also checks every teacher context, by its name
+
+
+def check_eval_teacher_context(config: Config) -> None:
+    """A policy that reads the teacher's skills (eval.student_skills) under several teachers reads those of
+    one named context (eval.teacher_context), which has skills to read."""
+    evaluation, contexts = config.eval, {c.name: c for c in teacher_contexts(config.teacher)}
+    named = evaluation.teacher_context
+    if not named:
+        if evaluation.student_skills and contexts:
+            raise ConfigError(
+                "eval.student_skills=true with several teachers (teacher.contexts): name the one whose "
+                f"skills the policy reads, eval.teacher_context=NAME (one of: {', '.join(contexts)})"
+            )
+        return
+    if not evaluation.student_skills:
+        raise ConfigError(
+            f"eval.teacher_context={named!r} names whose skills the policy reads, which it does only with "
+            "eval.student_skills=true: set it, or leave eval.teacher_context empty"
+        )
+    if named not in contexts:
+        known = f"one of: {', '.join(contexts)}" if contexts else "teacher.contexts names none"
+        raise ConfigError(f"eval.teacher_context={named!r} is not a context of teacher.contexts ({known})")
+    if not contexts[named].skills:
+        raise ConfigError(
+            f"eval.teacher_context={named!r}: that context reads no skills (skills: false); name one that "
+            "does"
+        )
 
 
 def check_rollout_correction(config: Config) -> None:

@@ -184,3 +184,8 @@ class EvalConfig(ValidatedSection):
         "where those skills go: student = Skill-GRPO's section in the user message; teacher = the teacher's "
         "own prompt (teacher.placement)",
     )
+    teacher_context: str = setting(
+        "",
+        "with student_skills and several teachers (teacher.contexts): the name of the context whose skills "
+        'the policy reads; "" = the teacher section\'s own skill_library and skills_dir',
+    )

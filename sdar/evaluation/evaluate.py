@@ -258,11 +258,15 @@ def check_playable(config: Config) -> None:
 
 
 def _student_skills(config: Config):
-    """task -> the routed skill text the teacher would see, for the student's own prompt."""
+    """task -> the routed skill text the teacher would see, for the student's own prompt: the teacher
+    section's, or under several teachers that of the context eval.teacher_context names."""
     from sdar.skills import library_name, teacher_context
+    from sdar.teacher_contexts import teacher_contexts
 
     teacher = config.teacher
-    library = library_name(get_env_spec(config.env.name), teacher.skill_library, teacher.skills_dir)
+    named = [c for c in teacher_contexts(teacher) if c.name == config.eval.teacher_context]
+    source = named[0] if named else teacher  # both have skill_library and skills_dir
+    library = library_name(get_env_spec(config.env.name), source.skill_library, source.skills_dir)
     return lambda task: teacher_context(library, task)
 
 

@@ -332,6 +332,34 @@ def test_student_skills_put_the_routed_skill_text_into_the_model_prompt(tmp_path
     assert all(skill_line not in prompt for prompt in first_prompts("plain"))
 
 
+def test_under_several_teachers_the_policy_reads_the_skills_of_the_context_eval_names():
+    from sdar.envs import get_env_spec
+    from sdar.evaluation.evaluate import _student_skills
+    from sdar.skills import library_name, teacher_context
+
+    contexts = "teacher.contexts={places: {skill_library: alfworld-places}, plain: {skills: false}}"
+    config = load_config("smoke", [contexts, "eval.student_skills=true", "eval.teacher_context=places"])
+    env = make_env(config.env)
+    try:
+        task, _ = env.reset(env.task_ids("valid")[0])
+    finally:
+        env.close()
+    places = library_name(get_env_spec(config.env.name), "alfworld-places", "")
+    assert _student_skills(config)(task) == teacher_context(places, task) != teacher_context("alfworld", task)
+    assert _student_skills(load_config("smoke", ["eval.student_skills=true"]))(task) == teacher_context(
+        "alfworld", task
+    )
+    for overrides, message in [
+        ([contexts, "eval.student_skills=true"], "name the one whose skills .*one of: places, plain"),
+        ([contexts, "eval.student_skills=true", "eval.teacher_context=plain"], "reads no skills"),
+        ([contexts, "eval.student_skills=true", "eval.teacher_context=nope"], "not a context"),
+        ([contexts, "eval.teacher_context=places"], "only with eval.student_skills=true"),
+        (["eval.student_skills=true", "eval.teacher_context=places"], "teacher.contexts names none"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config("smoke", overrides)
+
+
 def test_search_qa_average_is_the_plain_mean_of_the_datasets():
     """Spec §7: ALFWorld/WebShop Avg = over all episodes; Search-QA Avg = the mean of the datasets."""
     records = [EpisodeRecord(0, f"nq{i}", "nq", i < 3, 1, ["x"]) for i in range(4)]
