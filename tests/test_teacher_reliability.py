@@ -274,6 +274,20 @@ def test_status_on_an_empty_results_folder_lists_the_warm_start_then_seed_0(driv
     assert not (driver.RESULTS).exists()  # --status writes nothing
 
 
+def test_runs_go_in_the_running_order_claims_1_and_2_then_their_later_seeds_then_the_rest(driver):
+    runs, _ = driver.planned_runs([0, 1, 2], None, 1.0)
+    order = [driver.run_name(setting.name, seed) for setting, seed in runs]
+    first = ["grpo", "opsd-l0.1-reliable", "sdar-l0.1-reliable", "opsd-l1-reliable", "sdar-l1-reliable"]
+    first += ["opsd-l1-half", "sdar-l1-half"]  # claim 2 at the chosen λ = 1
+    assert order[:7] == [f"{name}-s0" for name in first]
+    informative = ["grpo", "opsd-l1-reliable", "sdar-l1-reliable", "opsd-l1-half", "sdar-l1-half"]
+    assert order[7:17] == [f"{name}-s{seed}" for seed in (1, 2) for name in informative]
+    assert order[17:] == [f"{name}-s0" for name in driver.SETTING_NAMES if name not in first]
+    assert len(order) == 17 + len(driver.SETTING_NAMES) - 7
+    before_lambda, _ = driver.planned_runs([0], None, None)  # the claim-1 runs first, so λ is chosen early
+    assert [setting.name for setting, _ in before_lambda][:5] == first[:5]
+
+
 def test_on_a_fresh_machine_every_stage_waits_for_the_warm_start_made_again(driver):
     """The record and criterion 0's evaluations are committed; the warm start is not here: it is made again
     (with the recorded thread count) before anything that reads it starts, even with several workers."""

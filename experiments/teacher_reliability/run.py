@@ -1,7 +1,7 @@
 """Run the teacher-reliability experiment in resumable pieces: the warm start, its precondition, every run.
 
     python experiments/teacher_reliability/run.py --status                          # what is done and left
-    python experiments/teacher_reliability/run.py --seeds 0 --budget-minutes 150    # seed 0 of every setting
+    python experiments/teacher_reliability/run.py --budget-minutes 150            # the next stages, in order
     python experiments/teacher_reliability/run.py --runs 'sdar-l*-half' grpo --seeds 0
     python experiments/teacher_reliability/run.py --lam 0.1                         # λ of claim 2, by hand
 
@@ -15,8 +15,9 @@ Stages, each skipped once done (README.md, Design and Order):
     first-turn probe (probes/warm-start.json). No run starts unless criterion 0 holds.
 (c) each run of the table (run_table.py) and seed: `sdar train config.yaml <overrides> seed=S --output
     results/<setting>-s<S>` (or `sdar train --resume` from its checkpoint), then first_turn_probe.py on its
-    final checkpoint (probes/<setting>-s<S>.json). Seed 0 of every setting first, then seeds 1 and 2 of those
-    criteria.later_seeds names. The settings at the λ of claim 2 wait until it is chosen: chosen_lambda.json
+    final checkpoint (probes/<setting>-s<S>.json). In the running order of README.md: seed 0 of the
+    settings of claims 1 and 2, then seeds 1 and 2 of those criteria.later_seeds names, then seed 0 of the
+    rest. The settings at the λ of claim 2 wait until it is chosen: chosen_lambda.json
     (report.py writes it once seed 0's claim-1 runs are in) or `--lam`.
 
 Every run and evaluation names the warm start's folder as its model (`model.name=<warm start>
@@ -245,16 +246,21 @@ def selected(patterns: list[str] | None) -> list[str]:
 def planned_runs(
     seeds, patterns, lam: float | None
 ) -> tuple[list[tuple[Setting, int]], list[tuple[str, str]]]:
-    """([(setting, seed)] to run, in order, [(what, what it waits for)]): seed 0 of every selected setting,
-    then seeds 1 and 2 of those criteria.later_seeds names."""
+    """([(setting, seed)] to run, in order, [(what, what it waits for)]), in the running order of README.md:
+    seed 0 of claims 1 and 2's settings (GRPO, both methods at λ ∈ {0.1, 1} with the reliable teacher and at
+    the λ of claim 2 with both), then seeds 1 and 2 of those criteria.later_seeds names, then seed 0 of the
+    other selected settings."""
     table, names = run_table(lam), selected(patterns)
+    first = {*criteria.CLAIM_1_SEED0, *(criteria.claim_2_settings(lam) if lam is not None else ())}
+    seed_0 = {True: [], False: []}  # first or not -> [(setting, 0)]
     runs, waiting = [], []
     if 0 in seeds:
         for name in names:
             if table[name].waits_for_lambda:
                 waiting.append((run_name(name, 0), "the λ of claim 2 (chosen_lambda.json, or --lam)"))
             else:
-                runs.append((table[name], 0))
+                seed_0[name in first].append((table[name], 0))
+    runs += seed_0[True]
     later = [seed for seed in seeds if seed != 0]
     if later:
         due, wait = criteria.later_seeds(outcomes.read_outcomes(RESULTS, PROBES), lam)
@@ -265,7 +271,7 @@ def planned_runs(
             for what, why in wait
             if what not in SETTING_NAMES or what in names
         ]
-    return runs, waiting
+    return runs + seed_0[False], waiting
 
 
 def stages_not_done(seeds, patterns, lam, allowed: Allowed = Allowed()) -> list[Stage]:
