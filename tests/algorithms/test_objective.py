@@ -118,6 +118,29 @@ def test_grpo_opsd_gate_mean_is_exactly_one_half():
     assert stats["distill/gate_mean"].item() == 0.5 and stats["distill/gate_off_half_ratio"].item() == 0.0
 
 
+@pytest.mark.parametrize(
+    ("method", "gate", "reads_the_teacher"),
+    [
+        ("grpo_opsd", "gap", False),
+        ("sdar", "entropy", False),
+        ("sdar", "gap", True),
+        ("sdar", "soft_or", True),
+    ],
+)
+def test_only_a_gate_that_reads_the_gap_lets_the_teacher_into_the_gradient(method, gate, reads_the_teacher):
+    """The term's gradient is −λ·g_t·∇log π_θ / N: the teacher's log-probs enter it only through g_t. With
+    g ≡ ½ (GRPO+OPSD) or the entropy gate, a wrong teacher and a right one give the same update; only the
+    logged loss differs."""
+    batch = make_batch()
+    other_teacher = {**batch, "teacher_logprobs": batch["teacher_logprobs"] - 1.5}  # rejects every token more
+    settings = settings_for_method(method, gate=gate, distill_coef=1.0)
+    loss, stats = run(batch, settings, vocab_size=4)
+    other_loss, other_stats = run(other_teacher, settings, vocab_size=4)
+    assert stats["loss/distill"].item() != other_stats["loss/distill"].item()
+    same = torch.equal(gradient(loss, batch), gradient(other_loss, batch))
+    assert same is not reads_the_teacher
+
+
 def test_opsd_has_no_policy_term():
     batch = make_batch()
     loss, stats = run(batch, settings_for_method("opsd"))
