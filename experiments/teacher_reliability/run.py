@@ -1,7 +1,7 @@
 """Run the teacher-reliability experiment in resumable pieces: the warm start, its precondition, every run.
 
     python experiments/teacher_reliability/run.py --status                          # what is done and left
-    python experiments/teacher_reliability/run.py --budget-minutes 150              # the next stages, in order
+    python experiments/teacher_reliability/run.py --budget-minutes 150              # next stages, in order
     python experiments/teacher_reliability/run.py --runs 'sdar-l*-half' grpo --seeds 0
     python experiments/teacher_reliability/run.py --lam 0.1                         # λ of claim 2, by hand
 
