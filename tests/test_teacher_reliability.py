@@ -270,7 +270,8 @@ def test_status_on_an_empty_results_folder_lists_the_warm_start_then_seed_0(driv
     ]
     assert lines[5:7] == ["left: grpo-s0: train", "left: grpo-s0: first-turn probe"]
     assert "waiting: sdar-routed-half-s0: for the λ of claim 2 (chosen_lambda.json, or --lam)" in lines
-    assert lines[-1] == f"{5 + 2 * 15} stage(s) left"  # 15 settings need no chosen λ
+    assert lines[-2].startswith("not made unless named: opsd-l0.01-half, opsd-l0.1-half, opsd-l1-half")
+    assert lines[-1] == f"{5 + 2 * 12} stage(s) left"  # 15 settings need no chosen λ, 3 of them twins
     assert not (driver.RESULTS).exists()  # --status writes nothing
 
 
@@ -278,14 +279,41 @@ def test_runs_go_in_the_running_order_claims_1_and_2_then_their_later_seeds_then
     runs, _ = driver.planned_runs([0, 1, 2], None, 1.0)
     order = [driver.run_name(setting.name, seed) for setting, seed in runs]
     first = ["grpo", "opsd-l0.1-reliable", "sdar-l0.1-reliable", "opsd-l1-reliable", "sdar-l1-reliable"]
-    first += ["opsd-l1-half", "sdar-l1-half"]  # claim 2 at the chosen λ = 1
-    assert order[:7] == [f"{name}-s0" for name in first]
-    informative = ["grpo", "opsd-l1-reliable", "sdar-l1-reliable", "opsd-l1-half", "sdar-l1-half"]
-    assert order[7:17] == [f"{name}-s{seed}" for seed in (1, 2) for name in informative]
-    assert order[17:] == [f"{name}-s0" for name in driver.SETTING_NAMES if name not in first]
-    assert len(order) == 17 + len(driver.SETTING_NAMES) - 7
+    first += ["sdar-l1-half"]  # claim 2 at the chosen λ = 1; GRPO+OPSD's half runs repeat their twins
+    assert order[:6] == [f"{name}-s0" for name in first]
+    informative = ["grpo", "opsd-l1-reliable", "sdar-l1-reliable", "sdar-l1-half"]
+    assert order[6:14] == [f"{name}-s{seed}" for seed in (1, 2) for name in informative]
+    twins = set(run_table.TEACHER_BLIND_TWINS)
+    rest = [name for name in driver.SETTING_NAMES if name not in first and name not in twins]
+    assert order[14:] == [f"{name}-s0" for name in rest]
     before_lambda, _ = driver.planned_runs([0], None, None)  # the claim-1 runs first, so λ is chosen early
     assert [setting.name for setting, _ in before_lambda][:5] == first[:5]
+    named, _ = driver.planned_runs([1], ["opsd-l1-half"], 1.0)  # a twin is made when named exactly
+    assert [driver.run_name(setting.name, seed) for setting, seed in named] == ["opsd-l1-half-s1"]
+    assert (
+        driver.planned_runs([0], ["opsd-*"], 1.0)[0] == driver.planned_runs([0], ["opsd-*-reliable"], 1.0)[0]
+    )
+
+
+def test_a_run_not_made_takes_its_twins_outcome_and_twins_made_both_ways_are_compared():
+    reliable = Outcome(final=games(12), step6=games(11), goal_p=0.1, object_p=0.5)
+    results = {("opsd-l0.1-reliable", 0): reliable, ("opsd-l0.1-reliable", 1): reliable}
+    results[("opsd-l0.1-half", 1)] = reliable  # made: the same run
+    filled = criteria.with_twins(results)
+    assert filled[("opsd-l0.1-half", 0)].copied_from == "opsd-l0.1-reliable-s0"
+    assert filled[("opsd-l0.1-half", 0)].final == games(12)
+    assert filled[("opsd-l0.1-half", 1)].copied_from == ""  # a run made stays itself
+    assert ("opsd-l1-half", 0) not in filled and ("sdar-l0.1-half", 0) not in filled  # no twin, no copy
+    assert criteria.twin_checks(filled) == [("opsd-l0.1-half-s1 against opsd-l0.1-reliable-s1", [])]
+    assert "opsd-l0.1-half-s1 against opsd-l0.1-reliable-s1: the same" in criteria.twin_text(filled)
+    results[("opsd-l0.1-half", 1)] = Outcome(final=games(12), step6=games(10), goal_p=0.1, object_p=0.6)
+    assert criteria.twin_checks(results) == [
+        (
+            "opsd-l0.1-half-s1 against opsd-l0.1-reliable-s1",
+            ["step-6 success", "first-turn P(object's receptacle)"],
+        )
+    ]
+    assert "DIFFERENT in step-6 success" in criteria.twin_text(results)
 
 
 def test_on_a_fresh_machine_every_stage_waits_for_the_warm_start_made_again(driver):
@@ -386,6 +414,7 @@ def test_the_report_reads_run_folders_and_writes_its_tables_and_the_readme_block
     report = load_script("report")
     write_run(tmp_path / "results", "grpo-s0", games(6), None, "grpo")
     write_run(tmp_path / "results", "sdar-l0.1-half-s0", games(9), 0.07, "sdar")
+    write_run(tmp_path / "results", "opsd-l0.1-reliable-s0", games(3), 0.0, "grpo_opsd")
     monkeypatch.setattr(outcomes, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(outcomes, "PROBES", tmp_path / "probes")
     monkeypatch.setattr(outcomes, "WARM_START_EVALS", tmp_path / "warm_start")
@@ -407,6 +436,8 @@ def test_the_report_reads_run_folders_and_writes_its_tables_and_the_readme_block
     assert "an old table" not in block
     assert "| GRPO | 25.0 (1) | – | – | – | – |" in block
     assert "| SDAR, half line | – | – | 37.5 (1) | – | – |" in block
+    assert "| GRPO+OPSD, half line | – | – | 12.5 (1)† | – | – |" in block  # its reliable twin's outcome
+    assert report.COPIED_NOTE in block
     assert (tmp_path / "report" / "gate_histogram_s0.png").is_file()
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="needs exactly one"):

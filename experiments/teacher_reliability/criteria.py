@@ -11,11 +11,21 @@ and run.py the same, to know what to run next; tests feed them hand-written outc
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from run_table import CLAIM_1_LAMBDAS, LAMBDAS, SEEDS, TEACHERS, constant_name, lambda_text
+from run_table import (
+    CLAIM_1_LAMBDAS,
+    LAMBDAS,
+    SEEDS,
+    TEACHER_BLIND_TWINS,
+    TEACHERS,
+    constant_name,
+    lambda_text,
+    run_name,
+)
 
 PANEL_TASKS = 24  # the valid panel's games (config.yaml: eval.num_tasks)
 PRECONDITION_GAIN = 0.20  # criterion 0: the line must win 20 points more games
@@ -35,6 +45,15 @@ class Outcome:
     gate_off_half: float | None = None  # distill/gate_off_half_ratio, mean over the run's steps
     goal_p: float | None = None  # the student's first-turn probability of going to the goal receptacle
     object_p: float | None = None  # ... to the object's receptacle
+    copied_from: str = ""  # a run not made: the run it repeats step for step (with_twins)
+
+
+TWIN_FIELDS = {  # what twin_checks compares: Outcome field -> how the report names it
+    "final": "final success",
+    "step6": "step-6 success",
+    "goal_p": "first-turn P(goal receptacle)",
+    "object_p": "first-turn P(object's receptacle)",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,49 @@ class Verdict:
 
     def text(self) -> str:
         return f"**{self.status}**: {self.detail}"
+
+
+def with_twins(results: Results) -> dict[tuple[str, int], Outcome]:
+    """`results` plus each GRPO+OPSD half-teacher run not made, as its reliable twin of the same seed
+    (run_table.TEACHER_BLIND_TWINS), marked `copied_from`."""
+    filled = dict(results)
+    for half, reliable in TEACHER_BLIND_TWINS.items():
+        for seed in SEEDS:
+            if (half, seed) not in results and (reliable, seed) in results:
+                copy = dataclasses.replace(results[(reliable, seed)], copied_from=run_name(reliable, seed))
+                filled[(half, seed)] = copy
+    return filled
+
+
+def twin_checks(results: Results) -> list[tuple[str, list[str]]]:
+    """For each twin pair made both ways: (what was compared, what of TWIN_FIELDS differs). An
+    empty list confirms the twins are the same run; a non-empty one says copying twins is wrong."""
+    checks = []
+    for half, reliable in TEACHER_BLIND_TWINS.items():
+        for seed in SEEDS:
+            pair = results.get((half, seed)), results.get((reliable, seed))
+            if None in pair or pair[0].copied_from:
+                continue
+            differing = [
+                label
+                for field, label in TWIN_FIELDS.items()
+                if getattr(pair[0], field) != getattr(pair[1], field)
+            ]
+            checks.append((f"{run_name(half, seed)} against {run_name(reliable, seed)}", differing))
+    return checks
+
+
+def twin_text(results: Results) -> str:
+    """One sentence on the twin checks of `results` (the runs made, before with_twins)."""
+    checks = twin_checks(results)
+    if not checks:
+        return "No GRPO+OPSD run has been made with both teachers yet, so the twins are not checked."
+    parts = [
+        f"{pair}: {'the same' if not differing else 'DIFFERENT in ' + ', '.join(differing)}"
+        for pair, differing in checks
+    ]
+    fields = ", ".join(TWIN_FIELDS.values())
+    return f"Twins made both ways, compared in {fields}: " + "; ".join(parts) + "."
 
 
 def percent(rate: float) -> str:

@@ -33,6 +33,7 @@ from run_table import (  # noqa: E402
     LAMBDAS,
     SEEDS,
     SETTING_NAMES,
+    TEACHER_BLIND_TWINS,
     TEACHERS,
     constant_name,
     lambda_text,
@@ -80,8 +81,20 @@ def display_order() -> list[str]:
     return ["grpo", *constants, *(name for name in SETTING_NAMES if name not in constants and name != "grpo")]
 
 
+COPIED = "†"  # marks an outcome taken from the run's teacher-blind twin (criteria.with_twins)
+COPIED_NOTE = (
+    f"{COPIED}: not run; GRPO+OPSD's update does not read the teacher, so its half-teacher run is its "
+    "reliable-teacher run of the same seed (the experiment's README, Amendment)."
+)
+
+
 def rate(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def marked(text: str, outcomes_: list[criteria.Outcome]) -> str:
+    """`text`, marked COPIED when any of the outcomes it shows is a twin's."""
+    return text + (COPIED if any(outcome.copied_from for outcome in outcomes_) else "")
 
 
 def mean_std(values: list[float]) -> str:
@@ -115,8 +128,9 @@ def success_table(results: criteria.Results, lam: float | None) -> Table:
         setting, cells = table[name], []
         for field in ("final", "step6"):
             values = {seed: getattr(outcome, field) for seed, outcome in runs.items()}
-            cells += [rate(values.get(seed)) for seed in SEEDS]
-            cells.append(mean_std([value for value in values.values() if value is not None]))
+            cells += [marked(rate(values.get(seed)), [runs[seed]] if seed in runs else []) for seed in SEEDS]
+            shown = [value for value in values.values() if value is not None]
+            cells.append(marked(mean_std(shown), list(runs.values())))
         rows.append((name, setting.method, setting.teacher or "–", setting.weight or "–", *cells))
     return Table(tuple(header), tuple(rows), numeric_from=4)
 
@@ -137,7 +151,7 @@ def probe_table(results: criteria.Results, warm: criteria.WarmStart) -> Table | 
         object_p = statistics.fmean(outcome.object_p for outcome in probed)
         goal_p = statistics.fmean(outcome.goal_p for outcome in probed)
         rise = f"{goal_p - warm.goal_p:+.3f}" if warm.goal_p is not None else "–"
-        rows.append((name, str(len(probed)), f"{object_p:.3f}", f"{goal_p:.3f}", rise))
+        rows.append((name, marked(str(len(probed)), probed), f"{object_p:.3f}", f"{goal_p:.3f}", rise))
     if not rows:
         return None
     header = ("model", "seeds", "P(object's receptacle)", "P(goal receptacle)", "P(goal) − warm start's")
@@ -275,8 +289,10 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
         cells = readme_cells(prefix, teacher, lam)
         row = []
         for column in columns:
-            values = list(criteria.finals(results, cells[column]).values()) if column in cells else []
-            row.append(f"{mean_std(values)} ({len(values)})" if values else "–")
+            setting = cells.get(column)
+            shown = [o for (name, _), o in results.items() if name == setting and o.final is not None]
+            values = [outcome.final for outcome in shown]
+            row.append(marked(f"{mean_std(values)} ({len(values)})", shown) if values else "–")
         if any(cell != "–" for cell in row):
             rows.append((label, *row))
     summary = "; ".join(f"{v.claim} {v.status}" for v in verdicts(results, warm, lam))
@@ -291,6 +307,8 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
             f"({EXPERIMENT}/report/results.md)."
         ),
     ]
+    if any(outcome.copied_from for outcome in results.values()):
+        blocks.insert(2, Paragraph(COPIED_NOTE))
     return to_markdown(blocks).strip()
 
 
@@ -303,14 +321,19 @@ def results_markdown(
     figures,
 ) -> str:
     curves, histograms = figures
-    done = {seed: sum(1 for _, s in results if s == seed) for seed in SEEDS}
+    done = {
+        seed: sum(1 for (_, s), o in results.items() if s == seed and not o.copied_from) for seed in SEEDS
+    }
     progress = ", ".join(f"seed {seed}: {count}" for seed, count in done.items())
     blocks = [
         Heading("Results: the distillation weight and the teacher's reliability", 1),
         Paragraph(
             "Written by `python experiments/teacher_reliability/report.py` from the committed results."
         ),
-        Paragraph(f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings). {warm_start_text(warm)}"),
+        Paragraph(
+            f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings; the {len(TEACHER_BLIND_TWINS)} of "
+            f"GRPO+OPSD with the half teacher are made only to check their twins). {warm_start_text(warm)}"
+        ),
         Paragraph(lam_text),
         Heading("Success on the valid panel", 2),
         Paragraph(
@@ -318,6 +341,7 @@ def results_markdown(
             "std over seeds."
         ),
         success_table(results, lam) if results else Paragraph("No run is in yet."),
+        Paragraph(f"{COPIED_NOTE} {criteria.twin_text(results)}"),
         Heading("Criteria (README.md, fixed before the runs)", 2),
         Bullets(verdict_lines(results, warm, lam)),
     ]
@@ -354,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     runs = outcomes.read_runs(outcomes.RESULTS)
-    results = {parse_run_name(run.name): outcomes.run_outcome(run, outcomes.PROBES) for run in runs}
+    made = {parse_run_name(run.name): outcomes.run_outcome(run, outcomes.PROBES) for run in runs}
+    results = criteria.with_twins(made)
     warm = outcomes.read_warm_start(outcomes.WARM_START_EVALS, outcomes.PROBES)
     readme = README.read_text(encoding="utf-8")
     if args.check:

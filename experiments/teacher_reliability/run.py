@@ -17,8 +17,10 @@ Stages, each skipped once done (README.md, Design and Order):
     results/<setting>-s<S>` (or `sdar train --resume` from its checkpoint), then first_turn_probe.py on its
     final checkpoint (probes/<setting>-s<S>.json). In the running order of README.md: seed 0 of the
     settings of claims 1 and 2, then seeds 1 and 2 of those criteria.later_seeds names, then seed 0 of the
-    rest. The settings at the λ of claim 2 wait until it is chosen: chosen_lambda.json
-    (report.py writes it once seed 0's claim-1 runs are in) or `--lam`.
+    rest. GRPO+OPSD with the half teacher is made only when `--runs` names it: it repeats its reliable twin
+    (run_table.TEACHER_BLIND_TWINS), and the report takes the twin's outcome. The settings at the λ of
+    claim 2 wait until it is chosen: chosen_lambda.json (report.py writes it once seed 0's claim-1 runs are
+    in) or `--lam`.
 
 Every run and evaluation names the warm start's folder as its model (`model.name=<warm start>
 sft.warm_start=false`) instead of letting `sdar train` find it by its cache key: the key includes
@@ -49,7 +51,15 @@ import criteria  # noqa: E402
 import outcomes  # noqa: E402
 import warm_start_fingerprint as fingerprint  # noqa: E402
 from pieces import Scheduler, Stage, cpu_driver, sdar, work  # noqa: E402
-from run_table import LAMBDAS, SEEDS, SETTING_NAMES, Setting, run_name, run_table  # noqa: E402
+from run_table import (  # noqa: E402
+    LAMBDAS,
+    SEEDS,
+    SETTING_NAMES,
+    TEACHER_BLIND_TWINS,
+    Setting,
+    run_name,
+    run_table,
+)
 
 from sdar.evaluation.runs import run_info  # noqa: E402
 from sdar.models.trained import checkpoint_path  # noqa: E402
@@ -232,15 +242,22 @@ def chosen_lambda(given: float | None) -> float | None:
 
 
 def selected(patterns: list[str] | None) -> list[str]:
-    """The settings `--runs` names (names or shell globs), in table order; every setting without it."""
+    """The settings `--runs` names (names or shell globs), in table order; every setting without it. A
+    GRPO+OPSD half-teacher setting, which repeats its reliable twin (README.md, Amendment), only when named
+    exactly."""
     if not patterns:
-        return list(SETTING_NAMES)
+        return [name for name in SETTING_NAMES if name not in TEACHER_BLIND_TWINS]
     unmatched = [pattern for pattern in patterns if not fnmatch.filter(SETTING_NAMES, pattern)]
     if unmatched:
         raise SystemExit(
             f"--runs {' '.join(unmatched)}: no such setting; the settings: {', '.join(SETTING_NAMES)}"
         )
-    return [name for name in SETTING_NAMES if any(fnmatch.fnmatch(name, p) for p in patterns)]
+    return [
+        name
+        for name in SETTING_NAMES
+        if name in patterns
+        or (name not in TEACHER_BLIND_TWINS and any(fnmatch.fnmatch(name, p) for p in patterns))
+    ]
 
 
 def planned_runs(
@@ -301,6 +318,8 @@ def status_lines(seeds, patterns, lam, stages: list[Stage]) -> list[str]:
     _, waiting = planned_runs(seeds, patterns, lam)
     lines = [f"left: {stage.key}{progress(stage)}" for stage in stages]
     lines += [f"waiting: {what}: for {why}" for what, why in waiting]
+    twins = ", ".join(TEACHER_BLIND_TWINS)
+    lines.append(f"not made unless named: {twins} (each repeats its reliable twin; README.md, Amendment)")
     commits = {}
     for run_dir in outcomes.finished_run_dirs(RESULTS):
         commits.setdefault((run_commit(run_dir) or "not recorded")[:10], []).append(run_dir.name)

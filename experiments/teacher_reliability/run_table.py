@@ -101,6 +101,14 @@ def run_table(lam: float | None) -> dict[str, Setting]:
 
 SETTING_NAMES = tuple(run_table(None))
 
+# GRPO+OPSD's gate is ½ on every token, so its update never reads the teacher (docs/method.md, "The SDAR
+# term"): with the same seed, its half-teacher run samples the same episodes and ends with the same student
+# as its reliable-teacher run. Half-teacher setting -> that twin; such runs are made only when named
+# (README.md, Amendment).
+TEACHER_BLIND_TWINS = {
+    constant_name("opsd", lam, "half"): constant_name("opsd", lam, "reliable") for lam in LAMBDAS
+}
+
 
 def run_name(setting: str, seed: int) -> str:
     """The run's folder under results/: `<setting>-s<seed>`."""
