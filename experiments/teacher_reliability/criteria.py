@@ -111,7 +111,7 @@ def twin_checks(results: Results) -> list[tuple[str, list[str]]]:
 
 
 def twin_text(results: Results) -> str:
-    """One sentence on the twin checks of `results` (the runs made, before with_twins)."""
+    """One sentence on twin_checks of `results` (outcomes copied by with_twins are not checked)."""
     checks = twin_checks(results)
     if not checks:
         return "No GRPO+OPSD run has been made with both teachers yet, so the twins are not checked."

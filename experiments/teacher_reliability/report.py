@@ -92,9 +92,9 @@ def rate(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def marked(text: str, outcomes_: list[criteria.Outcome]) -> str:
+def marked(text: str, sources: list[criteria.Outcome]) -> str:
     """`text`, marked COPIED when any of the outcomes it shows is a twin's."""
-    return text + (COPIED if any(outcome.copied_from for outcome in outcomes_) else "")
+    return text + (COPIED if any(outcome.copied_from for outcome in sources) else "")
 
 
 def mean_std(values: list[float]) -> str:
@@ -331,8 +331,9 @@ def results_markdown(
             "Written by `python experiments/teacher_reliability/report.py` from the committed results."
         ),
         Paragraph(
-            f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings; the {len(TEACHER_BLIND_TWINS)} of "
-            f"GRPO+OPSD with the half teacher are made only to check their twins). {warm_start_text(warm)}"
+            f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings; GRPO+OPSD's "
+            f"{len(TEACHER_BLIND_TWINS)} half-teacher settings are made only to check their twins). "
+            f"{warm_start_text(warm)}"
         ),
         Paragraph(lam_text),
         Heading("Success on the valid panel", 2),
