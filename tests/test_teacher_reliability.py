@@ -444,6 +444,25 @@ def test_the_report_reads_run_folders_and_writes_its_tables_and_the_readme_block
         report.main([])
 
 
+def test_the_final_panels_behaviour_counts_admissible_takes_and_puts(tmp_path):
+    episodes = [  # a win; a take and an inadmissible put; the task repeated as the action
+        {
+            "won": True,
+            "actions": ["go to a 1", "take x 1 from a 1", "put x 1 in/on b 1"],
+            "admissible": [1, 1, 1],
+        },
+        {"won": False, "actions": ["go to a 1", "take x 1 from a 1", "put x in b"], "admissible": [1, 1, 0]},
+        {"won": False, "actions": ["put x in b", "put x in b"], "admissible": [0, 0]},
+    ]
+    final = tmp_path / "run" / "eval" / "final"
+    final.mkdir(parents=True)
+    (final / "episodes.jsonl").write_text("".join(json.dumps(episode) + "\n" for episode in episodes))
+    seen = outcomes.final_behaviour(tmp_path / "run")
+    assert (seen.games, seen.won, seen.took, seen.put) == (3, 1, 2, 1)
+    assert seen.admissible == pytest.approx(5 / 8) and seen.distinct == pytest.approx((3 + 3 + 1) / 3)
+    assert outcomes.final_behaviour(tmp_path / "run", "step_6") is None
+
+
 def test_the_readme_block_matches_the_committed_results():
     report = load_script("report")
     assert report.main(["--check"]) == 0, f"README.md's block is out of date: run {report.COMMAND}"

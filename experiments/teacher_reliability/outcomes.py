@@ -9,13 +9,15 @@ probes/<run>.json and probes/warm-start.json (first_turn_probe.py), warm_start/{
 from __future__ import annotations
 
 import json
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from criteria import PANEL_TASKS, Outcome, WarmStart
 from run_table import parse_run_name
 
 from sdar.evaluation.gate_stats import GATE_OFF_HALF_KEY, series_summary
-from sdar.evaluation.runs import Run, read_run, read_summary
+from sdar.evaluation.runs import Run, read_eval_episodes, read_run, read_summary
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -63,6 +65,42 @@ def run_outcome(run: Run, probes: Path = PROBES) -> Outcome:
         gate_off_half=gate.mean if gate else None,
         goal_p=probe.get("student_goal_p"),
         object_p=probe.get("student_object_p"),
+    )
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the student did in the final panel's games (eval/final/episodes.jsonl): how a run that wins
+    nothing fails."""
+
+    games: int
+    won: int
+    took: int  # games with an admissible `take` (the object picked up)
+    put: int  # games with an admissible `put`
+    admissible: float  # share of the panel's actions that were admissible
+    distinct: float  # distinct actions per game, mean
+
+
+def acted(episode: dict, verb: str) -> bool:
+    """Whether the episode has an admissible action starting with `verb`."""
+    pairs = zip(episode.get("actions") or [], episode.get("admissible") or [], strict=False)
+    return any(action.startswith(f"{verb} ") and admissible for action, admissible in pairs)
+
+
+def final_behaviour(run_dir: Path, label: str = FINAL) -> Behaviour | None:
+    """The Behaviour of a run's evaluation `label` (or of an evaluation folder, `label` its name); None
+    without its episodes."""
+    episodes = dict(read_eval_episodes(run_dir)).get(label)
+    if not episodes:
+        return None
+    flags = [flag for episode in episodes for flag in episode.get("admissible") or []]
+    return Behaviour(
+        games=len(episodes),
+        won=sum(bool(episode.get("won")) for episode in episodes),
+        took=sum(acted(episode, "take") for episode in episodes),
+        put=sum(acted(episode, "put") for episode in episodes),
+        admissible=sum(flags) / len(flags) if flags else 0.0,
+        distinct=statistics.fmean(len(set(episode.get("actions") or [])) for episode in episodes),
     )
 
 

@@ -4,15 +4,16 @@ and the main README's block.
     python experiments/teacher_reliability/report.py          # report/, chosen_lambda.json, README block
     python experiments/teacher_reliability/report.py --check  # exit 1 when README.md's block is out of date
 
-Reads config.yaml, metrics.jsonl and eval/*/summary.json of every finished run under results/, probes/*.json,
-and warm_start/{plain,reliable}/summary.json (outcomes.py). Writes report/results.md: the run table (final
-and step-6 success per setting and seed, mean ± population std over seeds), the verdict of each criterion of
-README.md (criteria.py), the first-turn probes, the gate per run (sdar.evaluation.gate_stats) with its
-histogram over training (one figure per seed), and learning curves with min-max bands over seeds, one set per
-group of settings (sdar.evaluation.plots). Once seed 0's runs that claim 1's rule needs are in, it writes
-chosen_lambda.json (never over a different recorded choice: that one stays, and the report says so). The
-README block (one table: final success by method, teacher and λ) goes to the repository's README.md, between
-its BEGIN and END lines, and to the terminal.
+Reads config.yaml, metrics.jsonl, eval/*/summary.json and eval/final/episodes.jsonl of every finished run
+under results/, probes/*.json, and warm_start/{plain,reliable} (outcomes.py). Writes report/results.md: the
+run table (final and step-6 success per setting and seed, mean ± population std over seeds; GRPO+OPSD's
+half-teacher runs not made taken from their twins, marked †), the verdict of each criterion of README.md
+(criteria.py), the first-turn probes, what the student does in the final panel's games, the gate per run
+(sdar.evaluation.gate_stats) with its histogram over training (one figure per seed), and learning curves with
+min-max bands over seeds, one set per group of settings (sdar.evaluation.plots). Once seed 0's runs that claim
+1's rule needs are in, it writes chosen_lambda.json (never over a different recorded choice: that one stays,
+and the report says so). The README block (one table: final success by method, teacher and λ) goes to the
+repository's README.md, between its BEGIN and END lines, and to the terminal.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def display_order() -> list[str]:
     return ["grpo", *constants, *(name for name in SETTING_NAMES if name not in constants and name != "grpo")]
 
 
+WARM_START_ROW = "warm start"
 COPIED = "†"  # marks an outcome taken from the run's teacher-blind twin (criteria.with_twins)
 COPIED_NOTE = (
     f"{COPIED}: not run; GRPO+OPSD's update does not read the teacher, so its half-teacher run is its "
@@ -139,7 +141,7 @@ def probe_table(results: criteria.Results, warm: criteria.WarmStart) -> Table | 
     """The student's first-turn probabilities (mean over seeds) of the object's and the goal receptacle."""
     rows = []
     if warm.goal_p is not None:
-        rows.append(("warm start", "1", f"{warm.object_p:.3f}", f"{warm.goal_p:.3f}", "–"))
+        rows.append((WARM_START_ROW, "1", f"{warm.object_p:.3f}", f"{warm.goal_p:.3f}", "–"))
     for name in display_order():
         probed = [
             results[(name, s)]
@@ -156,6 +158,25 @@ def probe_table(results: criteria.Results, warm: criteria.WarmStart) -> Table | 
         return None
     header = ("model", "seeds", "P(object's receptacle)", "P(goal receptacle)", "P(goal) − warm start's")
     return Table(header, tuple(rows))
+
+
+def behaviour_table(runs: list[Run]) -> Table | None:
+    """Per run, what the student did in the final panel's games (outcomes.Behaviour); the warm start's row
+    from its panel evaluation without the line."""
+    plain = outcomes.WARM_START_EVALS / "plain"
+    evaluated = [(WARM_START_ROW, plain, plain.name)]
+    ordered = sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
+    evaluated += [(run.name, Path(run.path), outcomes.FINAL) for run in ordered]
+    rows = []
+    for name, folder, label in evaluated:
+        seen = outcomes.final_behaviour(folder, label)
+        if seen is not None:
+            counts = (f"{count}/{seen.games}" for count in (seen.won, seen.took, seen.put))
+            rows.append((name, *counts, f"{seen.admissible:.2f}", f"{seen.distinct:.1f}"))
+    if not rows:
+        return None
+    header = ("run", "won", "took the object", "put it somewhere", "admissible actions", "distinct actions")
+    return Table(header, tuple(rows), numeric_from=1)
 
 
 def verdicts(
@@ -356,6 +377,16 @@ def results_markdown(
                 "it is wrong."
             ),
             probes,
+        ]
+    if (behaviour := behaviour_table(runs)) is not None:
+        blocks += [
+            Heading("What the student does at the end", 2),
+            Paragraph(
+                "The final panel's games (eval/final/episodes.jsonl) per run: games won, games in which the "
+                "student took the object and put something down (admissible `take` and `put` actions), the "
+                "share of its actions that were admissible, and the distinct actions per game (8 turns)."
+            ),
+            behaviour,
         ]
     if runs:
         blocks += [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(gate_rows(runs)), *histograms]
