@@ -1,9 +1,11 @@
 """The committed results read into the records criteria.py judges: per run its success at steps 6 and 12, its
-gate and its first-turn probe; the warm start's evaluations and probe; the chosen λ.
+gate and its first-turn probe; the warm start's evaluations and probe; the chosen λ; and what the student
+does in the final panel's games (Behaviour).
 
-Files read (all committed): results/<setting>-s<seed>/{config.yaml, metrics.jsonl, eval/*/summary.json},
-probes/<run>.json and probes/warm-start.json (first_turn_probe.py), warm_start/{plain,reliable}/summary.json
-(`sdar eval` of the warm start without the line and acting with the reliable line), chosen_lambda.json.
+Files read (all committed): results/<setting>-s<seed>/{config.yaml, metrics.jsonl, eval/*/summary.json,
+eval/final/episodes.jsonl}, probes/<run>.json and probes/warm-start.json (first_turn_probe.py),
+warm_start/{plain,reliable}/{summary.json, episodes.jsonl} (`sdar eval` of the warm start without the line
+and acting with the reliable line), chosen_lambda.json.
 """
 
 from __future__ import annotations
