@@ -94,6 +94,11 @@ def rate(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def copied_note(results: criteria.Results) -> str:
+    """COPIED_NOTE and a space when some outcome is a twin's, else ""."""
+    return f"{COPIED_NOTE} " if any(outcome.copied_from for outcome in results.values()) else ""
+
+
 def marked(text: str, sources: list[criteria.Outcome]) -> str:
     """`text`, marked COPIED when any of the outcomes it shows is a twin's."""
     return text + (COPIED if any(outcome.copied_from for outcome in sources) else "")
@@ -328,7 +333,7 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
             f"({EXPERIMENT}/report/results.md)."
         ),
     ]
-    if any(outcome.copied_from for outcome in results.values()):
+    if copied_note(results):
         blocks.insert(2, Paragraph(COPIED_NOTE))
     return to_markdown(blocks).strip()
 
@@ -363,7 +368,7 @@ def results_markdown(
             "std over seeds."
         ),
         success_table(results, lam) if results else Paragraph("No run is in yet."),
-        Paragraph(f"{COPIED_NOTE} {criteria.twin_text(results)}"),
+        Paragraph(f"{copied_note(results)}{criteria.twin_text(results)}"),
         Heading("Criteria (README.md, fixed before the runs)", 2),
         Bullets(verdict_lines(results, warm, lam)),
     ]
