@@ -165,6 +165,13 @@ def probe_table(results: criteria.Results, warm: criteria.WarmStart) -> Table | 
     return Table(header, tuple(rows))
 
 
+def max_turns() -> int:
+    """The turn limit of the panel's games (config.yaml)."""
+    from sdar.config import load_config
+
+    return load_config(str(HERE / "config.yaml")).env.max_turns
+
+
 def behaviour_table(runs: list[Run]) -> Table | None:
     """Per run, what the student did in the final panel's games (outcomes.Behaviour); the warm start's row
     from its panel evaluation without the line."""
@@ -389,7 +396,8 @@ def results_markdown(
             Paragraph(
                 "The final panel's games (eval/final/episodes.jsonl) per run: games won, games in which the "
                 "student took the object and put something down (admissible `take` and `put` actions), the "
-                "share of its actions that were admissible, and the distinct actions per game (8 turns)."
+                "share of its actions that were admissible, and the distinct actions per game "
+                f"({max_turns()} turns)."
             ),
             behaviour,
         ]
