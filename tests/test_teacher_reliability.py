@@ -168,6 +168,8 @@ def test_criterion_4b_routing_ahead_of_the_half_line_alone():
     held = verdict_of(criteria.criterion_4(ahead, 0.1), "4b")
     assert held.status == HOLDS and "+4 games" in held.detail
     assert verdict_of(criteria.criterion_4(ahead, None), "4b").status == UNTESTED
+    alone = verdict_of(criteria.criterion_4(seeds("sdar-l0.1-half", 8), 0.1), "4b")
+    assert alone.status == UNTESTED and alone.detail == "seed 0 of sdar-routed-half is not in"
 
 
 def test_criterion_4c_reports_the_other_gates_without_a_direction():

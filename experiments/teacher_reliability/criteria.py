@@ -396,7 +396,8 @@ def judge_comparison(results: Results, comparison: Comparison) -> Verdict:
         return Verdict(claim, UNTESTED, f"waits for {comparison.waiting}")
     games = seed0_games(results, comparison)
     if games is None:
-        return Verdict(claim, UNTESTED, f"seed 0 of {subject} and {reference} is not in")
+        missing = [name for name in (subject, reference) if seed0_final(results, name) is None]
+        return Verdict(claim, UNTESTED, f"seed 0 of {' and '.join(missing)} is not in")
     seed0 = f"seed 0: {subject} − {reference} = {games:+d} games"
     if abs(games) < MORE_SEEDS_GAMES:
         status = {"not behind": HOLDS, "ahead": FAILS, "reported": REPORTED}[comparison.kind]
