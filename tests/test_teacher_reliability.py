@@ -203,8 +203,9 @@ def test_the_run_table_names_every_setting_and_its_overrides_make_valid_configs(
         "sdar-routed-half",
         "sdar-entropy-half",
         "sdar-soft_or-half",
+        "grpo-noskip",  # exploratory
     )
-    assert names == run_table.SETTING_NAMES
+    assert names == run_table.SETTING_NAMES and tuple(run_table.EXPLORATORY) == ("grpo-noskip",)
     waiting = [name for name, setting in run_table.run_table(None).items() if setting.waits_for_lambda]
     assert waiting == ["sdar-routed-half", "sdar-entropy-half", "sdar-soft_or-half"]
     pinned = ["model.name=/cache/sft/0123456789abcdef", "sft.warm_start=false", "seed=1"]
@@ -231,6 +232,7 @@ def test_the_run_table_names_every_setting_and_its_overrides_make_valid_configs(
             ]
         else:
             assert len(contexts) == 1
+        assert config.trainer.skip_zero_gradient == (name != "grpo-noskip"), name
     assert run_table.parse_run_name("sdar-soft_or-half-s2") == ("sdar-soft_or-half", 2)
     assert run_table.parse_run_name("opsd-l1-reliable-s0") == ("opsd-l1-reliable", 0)
     assert run_table.parse_run_name("warm-start") is None
@@ -272,7 +274,8 @@ def test_status_on_an_empty_results_folder_lists_the_warm_start_then_seed_0(driv
     ]
     assert lines[5:7] == ["left: grpo-s0: train", "left: grpo-s0: first-turn probe"]
     assert "waiting: sdar-routed-half-s0: for the λ of claim 2 (chosen_lambda.json, or --lam)" in lines
-    assert lines[-2].startswith("not made unless named: opsd-l0.01-half, opsd-l0.1-half, opsd-l1-half")
+    assert lines[-3].startswith("not made unless named: opsd-l0.01-half, opsd-l0.1-half, opsd-l1-half")
+    assert lines[-2].startswith("not made unless named: grpo-noskip (exploratory: ")
     assert lines[-1] == f"{5 + 2 * 12} stage(s) left"  # 15 settings need no chosen λ, 3 of them twins
     assert not (driver.RESULTS).exists()  # --status writes nothing
 
@@ -285,9 +288,9 @@ def test_runs_go_in_the_running_order_claims_1_and_2_then_their_later_seeds_then
     assert order[:6] == [f"{name}-s0" for name in first]
     informative = ["grpo", "opsd-l1-reliable", "sdar-l1-reliable", "sdar-l1-half"]
     assert order[6:14] == [f"{name}-s{seed}" for seed in (1, 2) for name in informative]
-    twins = set(run_table.TEACHER_BLIND_TWINS)
-    rest = [name for name in driver.SETTING_NAMES if name not in first and name not in twins]
-    assert order[14:] == [f"{name}-s0" for name in rest]
+    named_only = set(run_table.ONLY_WHEN_NAMED)  # the twins and the exploratory settings
+    rest = [name for name in driver.SETTING_NAMES if name not in first and name not in named_only]
+    assert order[14:] == [f"{name}-s0" for name in rest] and "grpo-noskip-s0" not in order
     before_lambda, _ = driver.planned_runs([0], None, None)  # the claim-1 runs first, so λ is chosen early
     assert [setting.name for setting, _ in before_lambda][:5] == first[:5]
     named, _ = driver.planned_runs([1], ["opsd-l1-half"], 1.0)  # a twin is made when named exactly
@@ -295,6 +298,11 @@ def test_runs_go_in_the_running_order_claims_1_and_2_then_their_later_seeds_then
     assert (
         driver.planned_runs([0], ["opsd-*"], 1.0)[0] == driver.planned_runs([0], ["opsd-*-reliable"], 1.0)[0]
     )
+    assert [setting.name for setting, _ in driver.planned_runs([0], ["grpo*"], 1.0)[0]] == ["grpo"]
+    explored, _ = driver.planned_runs([0], ["grpo-noskip"], 1.0)  # outside the design: made when named
+    assert [setting.overrides for setting, _ in explored] == [
+        ("algorithm.method=grpo", "trainer.skip_zero_gradient=false")
+    ]
 
 
 def test_a_run_not_made_takes_its_twins_outcome_and_twins_made_both_ways_are_compared():
@@ -468,3 +476,11 @@ def test_the_final_panels_behaviour_counts_admissible_takes_and_puts(tmp_path):
 def test_the_readme_block_matches_the_committed_results():
     report = load_script("report")
     assert report.main(["--check"]) == 0, f"README.md's block is out of date: run {report.COMMAND}"
+
+
+def test_an_exploratory_run_is_listed_first_with_grpo_and_named_as_outside_the_design():
+    report = load_script("report")
+    assert report.display_order()[:2] == ["grpo", "grpo-noskip"]
+    assert report.exploratory_note({("grpo", 0): Outcome(final=games(12))}) == ""
+    note = report.exploratory_note({("grpo-noskip", 0): Outcome(final=games(12))})
+    assert note.startswith("Exploratory, outside the design (no criterion reads it): grpo-noskip: GRPO that")

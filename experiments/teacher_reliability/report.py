@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))  # the siblings below, also when this file is load
 import criteria  # noqa: E402
 import outcomes  # noqa: E402
 from run_table import (  # noqa: E402
+    EXPLORATORY,
     LAMBDAS,
     SEEDS,
     SETTING_NAMES,
@@ -77,9 +78,11 @@ def shown(path: Path) -> str:
 
 
 def display_order() -> list[str]:
-    """Settings as the tables list them: GRPO, then by method, teacher and λ, then the rest of the table."""
+    """Settings as the tables list them: GRPO and the exploratory settings (GRPO's variants), then by method,
+    teacher and λ, then the rest of the table."""
     constants = [constant_name(p, lam, t) for p in ("opsd", "sdar") for t in TEACHERS for lam in LAMBDAS]
-    return ["grpo", *constants, *(name for name in SETTING_NAMES if name not in constants and name != "grpo")]
+    first = ["grpo", *EXPLORATORY, *constants]
+    return [*first, *(name for name in SETTING_NAMES if name not in first)]
 
 
 WARM_START_ROW = "warm start"
@@ -97,6 +100,12 @@ def rate(value: float | None) -> str:
 def copied_note(results: criteria.Results) -> str:
     """COPIED_NOTE and a space when some outcome is a twin's, else ""."""
     return f"{COPIED_NOTE} " if any(outcome.copied_from for outcome in results.values()) else ""
+
+
+def exploratory_note(results: criteria.Results) -> str:
+    """What each exploratory setting with a run in is (run_table.EXPLORATORY), and a space; else ""."""
+    shown = [f"{name}: {what}" for name, what in EXPLORATORY.items() if any(n == name for n, _ in results)]
+    return f"Exploratory, outside the design (no criterion reads it): {'; '.join(shown)}. " if shown else ""
 
 
 def marked(text: str, sources: list[criteria.Outcome]) -> str:
@@ -364,8 +373,9 @@ def results_markdown(
             "Written by `python experiments/teacher_reliability/report.py` from the committed results."
         ),
         Paragraph(
-            f"Finished runs: {progress} (of {len(SETTING_NAMES)} settings; GRPO+OPSD's "
-            f"{len(TEACHER_BLIND_TWINS)} half-teacher settings are made only to check their twins). "
+            f"Finished runs: {progress} (of {len(SETTING_NAMES) - len(EXPLORATORY)} settings of the design; "
+            f"GRPO+OPSD's {len(TEACHER_BLIND_TWINS)} half-teacher settings are made only to check their "
+            f"twins; {len(EXPLORATORY)} exploratory). "
             f"{warm_start_text(warm)}"
         ),
         Paragraph(lam_text),
@@ -375,7 +385,7 @@ def results_markdown(
             "std over seeds."
         ),
         success_table(results, lam) if results else Paragraph("No run is in yet."),
-        Paragraph(f"{copied_note(results)}{criteria.twin_text(results)}"),
+        Paragraph(f"{copied_note(results)}{exploratory_note(results)}{criteria.twin_text(results)}"),
         Heading("Criteria (README.md, fixed before the runs)", 2),
         Bullets(verdict_lines(results, warm, lam)),
     ]

@@ -18,9 +18,9 @@ Stages, each skipped once done (README.md, Design and Order):
     final checkpoint (probes/<setting>-s<S>.json). In the running order of README.md: seed 0 of the
     settings of claims 1 and 2, then seeds 1 and 2 of those criteria.later_seeds names, then seed 0 of the
     rest. GRPO+OPSD with the half teacher is made only when `--runs` names it: it repeats its reliable twin
-    (run_table.TEACHER_BLIND_TWINS), and the report takes the twin's outcome. The settings at the λ of
-    claim 2 wait until it is chosen: chosen_lambda.json (report.py writes it once seed 0's claim-1 runs are
-    in) or `--lam`.
+    (run_table.TEACHER_BLIND_TWINS), and the report takes the twin's outcome. So is an exploratory setting
+    (run_table.EXPLORATORY), outside the design. The settings at the λ of claim 2 wait until it is chosen:
+    chosen_lambda.json (report.py writes it once seed 0's claim-1 runs are in) or `--lam`.
 
 Every run and evaluation names the warm start's folder as its model (`model.name=<warm start>
 sft.warm_start=false`) instead of letting `sdar train` find it by its cache key: the key includes
@@ -52,7 +52,9 @@ import outcomes  # noqa: E402
 import warm_start_fingerprint as fingerprint  # noqa: E402
 from pieces import Scheduler, Stage, cpu_driver, sdar, work  # noqa: E402
 from run_table import (  # noqa: E402
+    EXPLORATORY,
     LAMBDAS,
+    ONLY_WHEN_NAMED,
     SEEDS,
     SETTING_NAMES,
     TEACHER_BLIND_TWINS,
@@ -243,10 +245,10 @@ def chosen_lambda(given: float | None) -> float | None:
 
 def selected(patterns: list[str] | None) -> list[str]:
     """The settings `--runs` names (names or shell globs), in table order; every setting without it. A
-    GRPO+OPSD half-teacher setting, which repeats its reliable twin (README.md, Amendment), only when named
-    exactly."""
+    GRPO+OPSD half-teacher setting, which repeats its reliable twin (README.md, Amendment), and an
+    exploratory one (run_table.EXPLORATORY) only when named exactly."""
     if not patterns:
-        return [name for name in SETTING_NAMES if name not in TEACHER_BLIND_TWINS]
+        return [name for name in SETTING_NAMES if name not in ONLY_WHEN_NAMED]
     unmatched = [pattern for pattern in patterns if not fnmatch.filter(SETTING_NAMES, pattern)]
     if unmatched:
         raise SystemExit(
@@ -256,7 +258,7 @@ def selected(patterns: list[str] | None) -> list[str]:
         name
         for name in SETTING_NAMES
         if name in patterns
-        or (name not in TEACHER_BLIND_TWINS and any(fnmatch.fnmatch(name, p) for p in patterns))
+        or (name not in ONLY_WHEN_NAMED and any(fnmatch.fnmatch(name, p) for p in patterns))
     ]
 
 
@@ -320,6 +322,7 @@ def status_lines(seeds, patterns, lam, stages: list[Stage]) -> list[str]:
     lines += [f"waiting: {what}: for {why}" for what, why in waiting]
     twins = ", ".join(TEACHER_BLIND_TWINS)
     lines.append(f"not made unless named: {twins} (each repeats its reliable twin; README.md, Amendment)")
+    lines += [f"not made unless named: {name} (exploratory: {what})" for name, what in EXPLORATORY.items()]
     commits = {}
     for run_dir in outcomes.finished_run_dirs(RESULTS):
         commits.setdefault((run_commit(run_dir) or "not recorded")[:10], []).append(run_dir.name)
