@@ -92,6 +92,12 @@ def test_criterion_1_holds_when_a_distilling_run_is_ahead_of_grpo():
     partial = grpo | seeds("opsd-l0.1-reliable", 6, 7) | sdar
     untested = criteria.criterion_1(partial, lam=0.1)
     assert untested.status == UNTESTED and "opsd-l0.1-reliable" in untested.detail
+    seed_0 = seeds("grpo", 12) | seeds("opsd-l0.01-reliable", 0) | seeds("sdar-l0.01-reliable", 14)
+    assert criteria.small_lambda_note(seed_0) == (
+        "opsd-l0.01-reliable not ahead on seed 0 (0.0 % vs GRPO 50.0 %); "
+        "sdar-l0.01-reliable ahead on seed 0 (58.3 % vs GRPO 50.0 %)"
+    )
+    assert criteria.small_lambda_note(seeds("grpo", 12)) == "not in yet"
 
 
 # ---- criterion 2 and its mechanism ----------------------------------------------------------------------

@@ -249,7 +249,8 @@ def small_lambda_note(results: Results) -> str:
         if verdict is not None:
             parts.append(f"{name} {'ahead' if verdict else 'not ahead'} ({summary_text(name, mine)})")
         elif 0 in mine and 0 in grpo:
-            parts.append(f"{name} seed 0 {percent(mine[0])} vs GRPO {percent(grpo[0])}")
+            seen = "ahead" if mine[0] > grpo[0] + TOLERANCE else "not ahead"
+            parts.append(f"{name} {seen} on seed 0 ({percent(mine[0])} vs GRPO {percent(grpo[0])})")
     return "; ".join(parts) if parts else "not in yet"
 
 
