@@ -35,6 +35,7 @@ class Setting:
     weight: str  # "0.01", "0.1", "1", "adaptive" or "" (none)
     gate: str  # algorithm.gate ("gap" unless the setting says otherwise)
     overrides: tuple[str, ...] | None
+    exploratory: str = ""  # outside the registered design: what it asks (README.md); "" for the design's
 
     @property
     def waits_for_lambda(self) -> bool:
@@ -97,17 +98,15 @@ def run_table(lam: float | None) -> dict[str, Setting]:
         _at_chosen_lambda("sdar-soft_or-half", "half", "soft_or", lam, ("algorithm.gate=soft_or",)),
     ]
     noskip = ("algorithm.method=grpo", "trainer.skip_zero_gradient=false")
-    settings.append(Setting("grpo-noskip", "grpo", "", "", "gap", noskip))  # exploratory (EXPLORATORY)
+    asks = "GRPO that also takes an optimizer step when its gradient is 0, as GRPO+OPSD and SDAR do"
+    settings.append(Setting("grpo-noskip", "grpo", "", "", "gap", noskip, exploratory=asks))
     return {setting.name: setting for setting in settings}
 
 
-# Settings outside the registered design, each answering a question a run raised (README.md, Observed while
-# running); no criterion reads them. Name -> what it is.
-EXPLORATORY = {
-    "grpo-noskip": "GRPO that also takes an optimizer step when its gradient is 0, as GRPO+OPSD and SDAR do",
-}
-
 SETTING_NAMES = tuple(run_table(None))
+# Settings outside the registered design, each answering a question a run raised (README.md, Observed while
+# running); no criterion reads them. Name -> what it asks.
+EXPLORATORY = {name: s.exploratory for name, s in run_table(None).items() if s.exploratory}
 
 # GRPO+OPSD's gate is ½ on every token, so its update never reads the teacher (docs/method.md, "The SDAR
 # term"): with the same seed, its half-teacher run samples the same episodes and ends with the same student
