@@ -181,6 +181,19 @@ def max_turns() -> int:
     return load_config(str(HERE / "config.yaml")).env.max_turns
 
 
+def update_table(runs: list[Run]) -> Table:
+    """Per run, the optimizer steps taken (`update/optimizer_steps`; GRPO skips a step whose gradient is 0)
+    and the gradient norm's range over the steps taken (`grad/norm`)."""
+    ordered = sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
+    rows = []
+    for run in ordered:
+        taken = [row for row in run.metrics if row.get("update/optimizer_steps")]
+        norms = [row["grad/norm"] for row in taken if "grad/norm" in row]
+        span = f"{min(norms):.1e} – {max(norms):.1e}" if norms else "–"
+        rows.append((run.name, f"{len(taken)}/{len(run.metrics)}", span))
+    return Table(("run", "optimizer steps", "gradient norm, min – max"), tuple(rows))
+
+
 def behaviour_table(runs: list[Run]) -> Table | None:
     """Per run, what the student did in the final panel's games (outcomes.Behaviour); the warm start's row
     from its panel evaluation without the line."""
@@ -413,6 +426,7 @@ def results_markdown(
         ]
     if runs:
         blocks += [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(gate_rows(runs)), *histograms]
+        blocks += [Heading("Optimizer steps", 2), update_table(runs)]
     if curves:
         blocks += [Heading("Learning curves", 2), *curves]
     return to_markdown(blocks)
