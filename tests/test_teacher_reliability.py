@@ -21,6 +21,7 @@ import warm_start_fingerprint  # noqa: E402
 from criteria import FAILS, HOLDS, REPORTED, UNTESTED, Outcome, WarmStart  # noqa: E402
 
 from sdar.config import load_config  # noqa: E402
+from sdar.evaluation.runs import Run  # noqa: E402
 from sdar.teacher_contexts import section_contexts  # noqa: E402
 
 
@@ -490,3 +491,14 @@ def test_an_exploratory_run_is_listed_first_with_grpo_and_named_as_outside_the_d
     assert report.exploratory_note({("grpo", 0): Outcome(final=games(12))}) == ""
     note = report.exploratory_note({("grpo-noskip", 0): Outcome(final=games(12))})
     assert note.startswith("Exploratory, outside the design (no criterion reads it): grpo-noskip: GRPO that")
+
+
+def test_the_update_table_counts_the_optimizer_steps_taken_and_their_gradient_norms():
+    report = load_script("report")
+    metrics = [
+        {"update/optimizer_steps": 1, "grad/norm": 0.1},
+        {"update/optimizer_steps": 0, "grad/norm": 0.0},  # skipped: a zero gradient
+        {"update/optimizer_steps": 1, "grad/norm": 0.02},
+    ]
+    table = report.update_table([Run("grpo-s0", "", "", "", None, metrics=metrics)])
+    assert table.rows == (("grpo-s0", "2/3", "2.0e-02 – 1.0e-01"),)
