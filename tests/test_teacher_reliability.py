@@ -2,6 +2,7 @@
 table's overrides as valid configs, the warm start's fingerprint refusal, the commit refusal, `run.py
 --status` on an empty results folder, and the report on two hand-written run folders. No training."""
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -260,10 +261,10 @@ def driver(tmp_path, monkeypatch):
     return module
 
 
-def make_warm_start(directory: Path, weights: bytes = b"weights") -> None:
+def make_warm_start(directory: Path, weights: bytes = b"weights", config: str = '{"r": 16}') -> None:
     adapter = directory / "adapter"
     adapter.mkdir(parents=True, exist_ok=True)
-    (adapter / "adapter_config.json").write_text('{"r": 16}')
+    (adapter / "adapter_config.json").write_text(config)
     (adapter / "adapter_model.safetensors").write_bytes(weights)
     (directory / "sft_summary.json").write_text(json.dumps({"machine": {"threads": 2, "cpu": "x"}}))
 
@@ -386,7 +387,10 @@ def test_a_warm_start_of_another_fingerprint_is_refused(driver, monkeypatch, cap
     record = json.loads(driver.WARM_START_RECORD.read_text())
     assert record["threads"] == 2 and record["key"] == "0123456789abcdef" and "torch" in record
     expected = warm_start_fingerprint.adapter_fingerprint(warm)["fingerprint"]
+    assert expected == hashlib.sha256(b"weights").hexdigest()  # the weights' own SHA-256
     assert record["fingerprint"] == expected and driver.fingerprint_problem() == ""
+    make_warm_start(warm, config='{"r": 16, "field_of_a_newer_peft": null}')  # the same weights: the same
+    assert driver.fingerprint_problem() == ""
     make_warm_start(warm, weights=b"other weights")  # made again, and different
     assert "--new-warm-start" in driver.fingerprint_problem()
     assert "--new-warm-start" in driver.record_fingerprint()  # a stage's action refuses too

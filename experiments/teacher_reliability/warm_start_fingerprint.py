@@ -7,8 +7,11 @@ with the torch version and thread count it was made with, and run.py refuses to 
 start whose fingerprint differs from the recorded one (`--new-warm-start` records the new one instead; the
 old one stays listed under "replaced").
 
-The fingerprint covers the adapter's weights and config (adapter/adapter_model.safetensors,
-adapter/adapter_config.json), not its sft_summary.json, which holds the training's wall time.
+The fingerprint is the SHA-256 of the adapter's weights (adapter/adapter_model.safetensors): its tensor names
+and shapes carry the rank and the target modules, and config.yaml (under the commit check) holds the rest of
+the LoRA settings. adapter/adapter_config.json is hashed too and kept in the record, but it is not part of
+the fingerprint: peft writes it, and a newer peft adds fields to it (0.21.2 → 0.22.0 did) without changing
+the adapter. Nor is sft_summary.json, which holds the training's wall time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import hashlib
 import json
 from pathlib import Path
 
-FINGERPRINTED = ("adapter_config.json", "adapter_model.safetensors")
+WEIGHTS = "adapter_model.safetensors"  # the fingerprinted file
+HASHED = ("adapter_config.json", WEIGHTS)  # what the record lists
 ADAPTER = "adapter"  # sdar.training.sft.ADAPTER: the adapter's folder inside the warm start
 SUMMARY = "sft_summary.json"
 
@@ -31,17 +35,16 @@ def file_sha256(path: Path) -> str:
 
 
 def adapter_fingerprint(warm_start: Path) -> dict:
-    """{"fingerprint": sha256 over the lines "<file>\\0<sha256 of file>\\n", "files": {file: sha256}} of the
-    warm start's adapter files. Raises FileNotFoundError naming a missing one."""
+    """{"fingerprint": sha256 of the adapter's weights, "files": {file: sha256}} of the warm start's adapter
+    files. Raises FileNotFoundError naming a missing one."""
     adapter = Path(warm_start) / ADAPTER
     files = {}
-    for name in FINGERPRINTED:
+    for name in HASHED:
         path = adapter / name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: the warm start has no LoRA adapter file {name}")
         files[name] = file_sha256(path)
-    combined = "".join(f"{name}\0{sha}\n" for name, sha in files.items())
-    return {"fingerprint": hashlib.sha256(combined.encode()).hexdigest(), "files": files}
+    return {"fingerprint": files[WEIGHTS], "files": files}
 
 
 def warm_start_record(warm_start: Path, torch_version: str) -> dict:
