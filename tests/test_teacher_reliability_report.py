@@ -97,7 +97,7 @@ def test_an_exploratory_run_is_listed_first_with_grpo_and_named_as_outside_the_d
     assert note.startswith("Exploratory, outside the design (no criterion reads it): grpo-noskip: GRPO that")
 
 
-def test_the_update_table_counts_the_optimizer_steps_taken_and_their_gradient_norms():
+def test_the_update_table_counts_the_optimizer_steps_taken_their_gradient_norms_and_the_lambda_applied():
     report = load_script("report")
     metrics = [
         {"update/optimizer_steps": 1, "grad/norm": 0.1},
@@ -105,4 +105,9 @@ def test_the_update_table_counts_the_optimizer_steps_taken_and_their_gradient_no
         {"update/optimizer_steps": 1, "grad/norm": 0.02},
     ]
     table = report.update_table([Run("grpo-s0", "", "", "", None, metrics=metrics)])
-    assert table.rows == (("grpo-s0", "2/3", "2.0e-02 – 1.0e-01"),)
+    assert table.rows == (("grpo-s0", "2/3", "2.0e-02 – 1.0e-01", "–"),)  # GRPO logs no λ
+    adaptive = [
+        {"update/optimizer_steps": 1, "grad/norm": 0.1, "distill/lambda": lam} for lam in (0.9, 0.01, 0.5)
+    ]
+    table = report.update_table([Run("sdar-adaptive-half-s0", "", "", "", None, metrics=adaptive)])
+    assert table.rows[0][3] == "0.47 (0.01 – 0.9)"  # (0.9 + 0.01 + 0.5) / 3

@@ -182,16 +182,22 @@ def max_turns() -> int:
 
 
 def update_table(runs: list[Run]) -> Table:
-    """Per run, the optimizer steps taken (`update/optimizer_steps`; GRPO skips a step whose gradient is 0)
-    and the gradient norm's range over the steps taken (`grad/norm`)."""
+    """Per run, the optimizer steps taken (`update/optimizer_steps`; GRPO skips a step whose gradient is 0),
+    the gradient norm's range over the steps taken (`grad/norm`), and the distillation weight λ the steps
+    applied (`distill/lambda`: constant, or set per step by the adaptive rule), mean and range."""
     ordered = sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
     rows = []
     for run in ordered:
         taken = [row for row in run.metrics if row.get("update/optimizer_steps")]
         norms = [row["grad/norm"] for row in taken if "grad/norm" in row]
         span = f"{min(norms):.1e} – {max(norms):.1e}" if norms else "–"
-        rows.append((run.name, f"{len(taken)}/{len(run.metrics)}", span))
-    return Table(("run", "optimizer steps", "gradient norm, min – max"), tuple(rows))
+        weights = [row["distill/lambda"] for row in run.metrics if "distill/lambda" in row]
+        lam = "–"
+        if weights:
+            lam = f"{sum(weights) / len(weights):.2g} ({min(weights):.2g} – {max(weights):.2g})"
+        rows.append((run.name, f"{len(taken)}/{len(run.metrics)}", span, lam))
+    header = ("run", "optimizer steps", "gradient norm, min – max", "λ, mean (min – max)")
+    return Table(header, tuple(rows))
 
 
 def behaviour_table(runs: list[Run]) -> Table | None:
@@ -426,7 +432,7 @@ def results_markdown(
         ]
     if runs:
         blocks += [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(gate_rows(runs)), *histograms]
-        blocks += [Heading("Optimizer steps", 2), update_table(runs)]
+        blocks += [Heading("Optimizer steps and the distillation weight", 2), update_table(runs)]
     if curves:
         blocks += [Heading("Learning curves", 2), *curves]
     return to_markdown(blocks)
