@@ -111,3 +111,24 @@ def test_the_update_table_counts_the_optimizer_steps_taken_their_gradient_norms_
     ]
     table = report.update_table([Run("sdar-adaptive-half-s0", "", "", "", None, metrics=adaptive)])
     assert table.rows[0][3] == "0.47 (0.01 – 0.9)"  # (0.9 + 0.01 + 0.5) / 3
+
+
+def test_the_routing_table_gives_each_teachers_share_and_gap_over_the_steps():
+    report = load_script("report")
+    steps = [(0.6, -0.01, 0.4, 0.0), (0.3, 0.002, 0.7, -0.002)]
+    metrics = [
+        {
+            "distill/teacher_line/share": line,
+            "distill/teacher_line/gap_mean": line_gap,
+            "distill/teacher_plain/share": plain,
+            "distill/teacher_plain/gap_mean": plain_gap,
+        }
+        for line, line_gap, plain, plain_gap in steps
+    ]
+    table = report.routing_table([Run("sdar-routed-half-s0", "", "", "", None, metrics=metrics)])
+    assert table.rows == (
+        ("sdar-routed-half-s0", "line", "45.0", "-0.0040"),  # (0.6 + 0.3) / 2, (−0.01 + 0.002) / 2
+        ("sdar-routed-half-s0", "plain", "55.0", "-0.0010"),
+    )
+    one_teacher = Run("sdar-l1-half-s0", "", "", "", None, metrics=[{"distill/gate_mean": 0.5}])
+    assert report.routing_table([one_teacher]) is None

@@ -200,6 +200,25 @@ def update_table(runs: list[Run]) -> Table:
     return Table(header, tuple(rows))
 
 
+def routing_table(runs: list[Run]) -> Table | None:
+    """Per run with several teachers and per teacher, the share of response tokens routed to it
+    (`distill/teacher_<name>/share`) and its mean log π_T − log π_old over all response tokens
+    (`/gap_mean`), each a mean over the run's steps; None when no run routes."""
+    rows = []
+    for run in sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0])):
+        logged = run.metrics[0] if run.metrics else {}
+        teachers = [key.split("/")[1] for key in logged if key.startswith("distill/teacher_")]
+        for teacher in dict.fromkeys(teachers):  # each once, in the logged order
+            share, gap = (
+                statistics.mean(row[f"distill/{teacher}/{stat}"] for row in run.metrics)
+                for stat in ("share", "gap_mean")
+            )
+            rows.append((run.name, teacher.removeprefix("teacher_"), f"{100 * share:.1f}", f"{gap:+.4f}"))
+    if not rows:
+        return None
+    return Table(("run", "teacher", "tokens routed to it %", "gap mean Δ"), tuple(rows), numeric_from=2)
+
+
 def behaviour_table(runs: list[Run]) -> Table | None:
     """Per run, what the student did in the final panel's games (outcomes.Behaviour); the warm start's row
     from its panel evaluation without the line."""
@@ -432,6 +451,16 @@ def results_markdown(
         ]
     if runs:
         blocks += [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(gate_rows(runs)), *histograms]
+        if (routing := routing_table(runs)) is not None:
+            blocks += [
+                Heading("Routing between teachers", 2),
+                Paragraph(
+                    "Per run with several teachers, each token is distilled from the teacher of the largest "
+                    "gate: per teacher, the share of response tokens routed to it and its gap log π_T − "
+                    "log π_old (nats), means over the run's steps."
+                ),
+                routing,
+            ]
         blocks += [Heading("Optimizer steps and the distillation weight", 2), update_table(runs)]
     if curves:
         blocks += [Heading("Learning curves", 2), *curves]
