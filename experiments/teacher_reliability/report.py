@@ -392,6 +392,11 @@ def readme_block(results: criteria.Results, warm: criteria.WarmStart, lam: float
     return to_markdown(blocks).strip()
 
 
+def section(title: str, legend: str, table: Table | None) -> list:
+    """A section of results.md: its heading, its legend and its table; nothing when there is no table."""
+    return [] if table is None else [Heading(title, 2), Paragraph(legend), table]
+
+
 def results_markdown(
     runs: list[Run],
     results: criteria.Results,
@@ -427,40 +432,29 @@ def results_markdown(
         Heading("Criteria (README.md, fixed before the runs)", 2),
         Bullets(verdict_lines(results, warm, lam)),
     ]
-    if (probes := probe_table(results, warm)) is not None:
-        blocks += [
-            Heading("First-turn probes", 2),
-            Paragraph(
-                "first_turn_probe.py at the final checkpoint: the student's probability (softmax over the "
-                "first turn's `go to` actions, mean over the panel's games and the seeds) of going first to "
-                "the object's receptacle and to the goal receptacle, where the half line points in the games "
-                "it is wrong."
-            ),
-            probes,
-        ]
-    if (behaviour := behaviour_table(runs)) is not None:
-        blocks += [
-            Heading("What the student does at the end", 2),
-            Paragraph(
-                "The final panel's games (eval/final/episodes.jsonl) per run: games won, games in which the "
-                "student took the object and put something down (admissible `take` and `put` actions), the "
-                "share of its actions that were admissible, and the distinct actions per game "
-                f"({max_turns()} turns)."
-            ),
-            behaviour,
-        ]
+    blocks += section(
+        "First-turn probes",
+        "first_turn_probe.py at the final checkpoint: the student's probability (softmax over the first "
+        "turn's `go to` actions, mean over the panel's games and the seeds) of going first to the object's "
+        "receptacle and to the goal receptacle, where the half line points in the games it is wrong.",
+        probe_table(results, warm),
+    )
+    blocks += section(
+        "What the student does at the end",
+        "The final panel's games (eval/final/episodes.jsonl) per run: games won, games in which the student "
+        "took the object and put something down (admissible `take` and `put` actions), the share of its "
+        f"actions that were admissible, and the distinct actions per game ({max_turns()} turns).",
+        behaviour_table(runs),
+    )
     if runs:
         blocks += [Heading("Gate", 2), Paragraph(GATE_LEGEND), gate_table(gate_rows(runs)), *histograms]
-        if (routing := routing_table(runs)) is not None:
-            blocks += [
-                Heading("Routing between teachers", 2),
-                Paragraph(
-                    "Per run with several teachers, each token is distilled from the teacher of the largest "
-                    "gate: per teacher, the share of response tokens routed to it and its gap log π_T − "
-                    "log π_old (nats), means over the run's steps."
-                ),
-                routing,
-            ]
+        blocks += section(
+            "Routing between teachers",
+            "Per run with several teachers, each token is distilled from the teacher of the largest gate: "
+            "per teacher, the share of response tokens routed to it and its gap log π_T − log π_old (nats), "
+            "means over the run's steps.",
+            routing_table(runs),
+        )
         blocks += [Heading("Optimizer steps and the distillation weight", 2), update_table(runs)]
     if curves:
         blocks += [Heading("Learning curves", 2), *curves]
