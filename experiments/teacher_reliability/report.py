@@ -93,6 +93,11 @@ COPIED_NOTE = (
 )
 
 
+def in_display_order(runs: list[Run]) -> list[Run]:
+    """Runs sorted by their setting's place in display_order()."""
+    return sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
+
+
 def rate(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -185,9 +190,8 @@ def update_table(runs: list[Run]) -> Table:
     """Per run, the optimizer steps taken (`update/optimizer_steps`; GRPO skips a step whose gradient is 0),
     the gradient norm's range over the steps taken (`grad/norm`), and the distillation weight λ the steps
     applied (`distill/lambda`: constant, or set per step by the adaptive rule), mean and range."""
-    ordered = sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
     rows = []
-    for run in ordered:
+    for run in in_display_order(runs):
         taken = [row for row in run.metrics if row.get("update/optimizer_steps")]
         norms = [row["grad/norm"] for row in taken if "grad/norm" in row]
         span = f"{min(norms):.1e} – {max(norms):.1e}" if norms else "–"
@@ -205,7 +209,7 @@ def routing_table(runs: list[Run]) -> Table | None:
     (`distill/teacher_<name>/share`) and its mean log π_T − log π_old over all response tokens
     (`/gap_mean`), each a mean over the run's steps; None when no run routes."""
     rows = []
-    for run in sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0])):
+    for run in in_display_order(runs):
         logged = run.metrics[0] if run.metrics else {}
         teachers = [key.split("/")[1] for key in logged if key.startswith("distill/teacher_")]
         for teacher in dict.fromkeys(teachers):  # each once, in the logged order
@@ -224,8 +228,7 @@ def behaviour_table(runs: list[Run]) -> Table | None:
     from its panel evaluation without the line."""
     plain = outcomes.WARM_START_EVALS / "plain"
     evaluated = [(WARM_START_ROW, plain, plain.name)]
-    ordered = sorted(runs, key=lambda run: display_order().index(parse_run_name(run.name)[0]))
-    evaluated += [(run.name, Path(run.path), outcomes.FINAL) for run in ordered]
+    evaluated += [(run.name, Path(run.path), outcomes.FINAL) for run in in_display_order(runs)]
     rows = []
     for name, folder, label in evaluated:
         seen = outcomes.final_behaviour(folder, label)
