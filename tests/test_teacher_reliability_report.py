@@ -11,6 +11,7 @@ from teacher_reliability_cases import games, load_script
 # isort: split
 # the experiment's own scripts, importable once teacher_reliability_cases is imported
 import outcomes
+import training_tables
 from criteria import Outcome
 
 from sdar.evaluation.runs import Run
@@ -98,23 +99,21 @@ def test_an_exploratory_run_is_listed_first_with_grpo_and_named_as_outside_the_d
 
 
 def test_the_update_table_counts_the_optimizer_steps_taken_their_gradient_norms_and_the_lambda_applied():
-    report = load_script("report")
     metrics = [
         {"update/optimizer_steps": 1, "grad/norm": 0.1},
         {"update/optimizer_steps": 0, "grad/norm": 0.0},  # skipped: a zero gradient
         {"update/optimizer_steps": 1, "grad/norm": 0.02},
     ]
-    table = report.update_table([Run("grpo-s0", "", "", "", None, metrics=metrics)])
+    table = training_tables.update_table([Run("grpo-s0", "", "", "", None, metrics=metrics)])
     assert table.rows == (("grpo-s0", "2/3", "2.0e-02 – 1.0e-01", "–"),)  # GRPO logs no λ
     adaptive = [
         {"update/optimizer_steps": 1, "grad/norm": 0.1, "distill/lambda": lam} for lam in (0.9, 0.01, 0.5)
     ]
-    table = report.update_table([Run("sdar-adaptive-half-s0", "", "", "", None, metrics=adaptive)])
+    table = training_tables.update_table([Run("sdar-adaptive-half-s0", "", "", "", None, metrics=adaptive)])
     assert table.rows[0][3] == "0.47 (0.01 – 0.9)"  # (0.9 + 0.01 + 0.5) / 3
 
 
 def test_the_routing_table_gives_each_teachers_share_and_gap_over_the_steps():
-    report = load_script("report")
     steps = [(0.6, -0.01, 0.4, 0.0), (0.3, 0.002, 0.7, -0.002)]
     metrics = [
         {
@@ -125,10 +124,10 @@ def test_the_routing_table_gives_each_teachers_share_and_gap_over_the_steps():
         }
         for line, line_gap, plain, plain_gap in steps
     ]
-    table = report.routing_table([Run("sdar-routed-half-s0", "", "", "", None, metrics=metrics)])
+    table = training_tables.routing_table([Run("sdar-routed-half-s0", "", "", "", None, metrics=metrics)])
     assert table.rows == (
         ("sdar-routed-half-s0", "line", "45.0", "-0.0040"),  # (0.6 + 0.3) / 2, (−0.01 + 0.002) / 2
         ("sdar-routed-half-s0", "plain", "55.0", "-0.0010"),
     )
     one_teacher = Run("sdar-l1-half-s0", "", "", "", None, metrics=[{"distill/gate_mean": 0.5}])
-    assert report.routing_table([one_teacher]) is None
+    assert training_tables.routing_table([one_teacher]) is None
